@@ -1,0 +1,1 @@
+"""knnstream: streaming K-nearest-neighbours predictions on Kafka."""

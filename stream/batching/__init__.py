@@ -1,0 +1,1 @@
+"""Batching: gathering consumed records into micro-batches."""

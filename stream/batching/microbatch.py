@@ -1,0 +1,65 @@
+"""Micro-batches bounded by record count and by wait time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Records consumed together; they are predicted, delivered and committed as one."""
+
+    messages: Sequence[Any]
+    opened_at: float = field(default_factory=time.monotonic)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def next_offsets(self) -> list[TopicPartition]:
+        """Per partition, the offset after the last record: what a commit of this batch stores."""
+        highest: dict[tuple[str, int], int] = {}
+        for message in self.messages:
+            position = (message.topic(), message.partition())
+            highest[position] = max(highest.get(position, -1), message.offset())
+        return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in sorted(highest.items())]
+
+    def first_offsets(self) -> list[TopicPartition]:
+        """Per partition, the first offset of the batch: where a rewind seeks to."""
+        lowest: dict[tuple[str, int], int] = {}
+        for message in self.messages:
+            position = (message.topic(), message.partition())
+            lowest[position] = min(lowest.get(position, message.offset()), message.offset())
+        return [TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(lowest.items())]
+
+
+Poll = Callable[[int, float], Sequence[Any]]
+
+
+def collect_batch(
+    poll: Poll,
+    max_records: int,
+    max_wait_s: float,
+    idle_wait_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+) -> MicroBatch | None:
+    """Poll until ``max_records`` arrived or ``max_wait_s`` passed since the first one.
+
+    ``poll(n, timeout)`` returns at most ``n`` messages. Returns ``None`` when nothing
+    arrived within ``idle_wait_s``, so the caller gets control back regularly.
+    """
+    messages: list[Any] = list(poll(max_records, idle_wait_s))
+    if not messages:
+        return None
+    opened_at = clock()
+    deadline = opened_at + max_wait_s
+    while len(messages) < max_records:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            break
+        messages.extend(poll(max_records - len(messages), remaining))
+    return MicroBatch(messages, opened_at)

@@ -1,0 +1,1 @@
+"""The ``knnstream`` command line."""

@@ -1,0 +1,73 @@
+"""Command-line flags generated from the settings classes.
+
+Every settings field becomes ``--field-name``; a flag given on the command line wins over
+``KNNSTREAM_FIELD_NAME`` in the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TypeVar, get_args
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from stream.errors import ConfigurationError
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def add_settings_flags(
+    parser: argparse.ArgumentParser, settings_class: type[BaseModel], skip: tuple[str, ...] = ()
+) -> None:
+    for name, field in settings_class.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=_help(name, field), **_kind(field))
+
+
+def build_settings(settings_class: type[SettingsT], args: argparse.Namespace) -> SettingsT:
+    """The settings from flags given (as init values), the environment and defaults."""
+    given = {name: value for name, value in vars(args).items() if name in settings_class.model_fields}
+    try:
+        return settings_class(**given)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from exc
+
+
+def _kind(field: FieldInfo) -> dict[str, Any]:
+    annotation_args = [arg for arg in get_args(field.annotation) if arg is not type(None)]
+    literal_choices = [arg for arg in annotation_args if isinstance(arg, str)]
+    if field.annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if literal_choices and all(isinstance(arg, str) for arg in annotation_args):
+        return {"choices": literal_choices}
+    return {"metavar": _metavar(field)}
+
+
+def _metavar(field: FieldInfo) -> str:
+    annotation = field.annotation
+    if annotation is int or int in get_args(annotation):
+        return "N"
+    if annotation is float or float in get_args(annotation):
+        return "X"
+    return "VALUE"
+
+
+def _help(name: str, field: FieldInfo) -> str:
+    env = "KNNSTREAM_" + name.upper()
+    default = "required" if field.is_required() else f"default: {field.default}"
+    return f"{field.description or ''} ({default}; env {env})".replace("%", "%%")
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"])
+        flag = "--" + location.replace("_", "-")
+        if error["type"] == "missing":
+            problems.append(f"{flag} is required (or set KNNSTREAM_{location.upper()})")
+        else:
+            problems.append(f"{flag}: {error['msg']}")
+    return "; ".join(problems)

@@ -1,0 +1,83 @@
+"""``knnstream models``: list, show, promote, rollback and delete model versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from model_store import AliasChange, ModelStore
+from stream.cli.flags import add_settings_flags, build_settings
+from stream.settings import StoreSettings
+
+
+def add_models_parser(commands: Any) -> None:
+    models = commands.add_parser("models", help="inspect and move model versions", description="the model store")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, handler, summary, arguments in (
+        ("list", _list, "models, their versions and aliases", [("name", "?", "only this model")]),
+        ("show", _show, "the manifest of NAME@ALIAS or NAME:VERSION", [("ref", None, "NAME@ALIAS or NAME:VERSION")]),
+        (
+            "promote",
+            _promote,
+            "point an alias at a version",
+            [("name", None, "model name"), ("version", None, "version to point at")],
+        ),
+        ("rollback", _rollback, "move an alias back to its previous version", [("name", None, "model name")]),
+        (
+            "delete",
+            _delete,
+            "delete a version no alias points at",
+            [("name", None, "model name"), ("version", None, "version to delete")],
+        ),
+    ):
+        action = actions.add_parser(name, help=summary, description=summary)
+        add_settings_flags(action, StoreSettings)
+        if name in {"promote", "rollback"}:
+            action.add_argument("--alias", default="production", help="alias to move (default: production)")
+        for argument, nargs, text in arguments:
+            action.add_argument(argument, nargs=nargs, help=text)
+        action.set_defaults(handler=handler)
+
+
+def _store(args: argparse.Namespace) -> ModelStore:
+    return ModelStore(build_settings(StoreSettings, args).store)
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    names = [args.name] if args.name else store.list_models()
+    for name in names:
+        by_version: dict[str, list[str]] = {}
+        for alias, version in store.aliases(name).items():
+            by_version.setdefault(version, []).append(alias)
+        for manifest in store.list_versions(name):
+            metrics = " ".join(f"{key}={value:.4f}" for key, value in manifest.holdout_metrics.items())
+            aliases = ",".join(sorted(by_version.get(manifest.version, [])))
+            print(f"{name}:{manifest.version}\t{manifest.task}\tk={manifest.k}\t{metrics}\t{aliases}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    print(_store(args).resolve(args.ref).to_json())
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    _print_change(_store(args).promote(args.name, args.alias, args.version))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    _print_change(_store(args).rollback(args.name, args.alias))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    _store(args).delete_version(args.name, args.version)
+    print(f"deleted {args.name}:{args.version}")
+    return 0
+
+
+def _print_change(change: AliasChange) -> None:
+    print(json.dumps({"model": change.name, "alias": change.alias, "from": change.previous, "to": change.version}))

@@ -1,0 +1,56 @@
+"""Small Kafka administration: reachability, topic creation, the local broker script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream.errors import KafkaSetupError
+
+BROKER_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "kafka.sh"
+
+
+def broker_reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True
+
+
+def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int = 1, timeout_s: float = 30.0) -> None:
+    """Create the topics (an existing topic is fine) and wait until the broker has them."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    futures = admin.create_topics([NewTopic(topic, partitions, 1) for topic in topics], operation_timeout=timeout_s)
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaSetupError(f"cannot create topic {topic}: {exc.args[0]}") from exc
+
+
+def start_local_broker(bootstrap_servers: str) -> None:
+    _run_broker_script("start", bootstrap_servers)
+
+
+def stop_local_broker(bootstrap_servers: str) -> None:
+    _run_broker_script("stop", bootstrap_servers)
+
+
+def _run_broker_script(action: str, bootstrap_servers: str) -> None:
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    if host not in {"127.0.0.1", "localhost"}:
+        raise KafkaSetupError(f"no Kafka answers at {bootstrap_servers}, and only a local broker can be started")
+    if not BROKER_SCRIPT.exists():
+        raise KafkaSetupError(f"no Kafka answers at {bootstrap_servers}, and {BROKER_SCRIPT} is missing")
+    result = subprocess.run(
+        ["bash", str(BROKER_SCRIPT), action], env={**os.environ, "KNNSTREAM_KAFKA_PORT": port}, check=False
+    )
+    if result.returncode != 0:
+        raise KafkaSetupError(f"deploy/kafka.sh {action} failed with exit code {result.returncode}")

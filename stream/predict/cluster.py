@@ -1,0 +1,55 @@
+"""The Dask cluster the predictions and training run on, started lazily."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from distributed import Client, LocalCluster
+
+from stream.backend import Backend
+from stream.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+def start_client(backend: Backend, scheduler: str | None, n_workers: int) -> Client:
+    """Connect to ``scheduler`` or start a local cluster of the backend's kind."""
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="15s")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    _quiet_dask_logs()
+    cluster = _local_cluster(backend, n_workers)
+    log.info("started a local %s Dask cluster with %d workers", backend, n_workers)
+    return Client(cluster)
+
+
+def _local_cluster(backend: Backend, n_workers: int) -> Any:
+    if backend == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        return LocalCUDACluster(n_workers=n_workers, dashboard_address=None)
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.WARNING,
+    )
+
+
+def _quiet_dask_logs() -> None:
+    """Dask's scheduler and nannies log every start and stop at INFO; keep warnings only."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("distributed", "dask_cuda")):
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def close_client(client: Client) -> None:
+    """Close the client and, when it started one, its local cluster."""
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()

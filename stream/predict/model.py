@@ -1,0 +1,142 @@
+"""The served KNN model: a brute-force index stored as plain arrays, never as code.
+
+A :class:`KnnIndex` is what the model store holds (``model.npz``: the training matrix, the
+labels and the parameters). :func:`build_predictor` turns it into a :class:`KnnPredictor` for
+one backend, so a model trained on a GPU serves on a CPU worker and the other way round.
+
+Predictions are computed from one neighbour query on both backends, with the same vote:
+the class with most of the k neighbours wins, and a tie goes to the smallest class (the
+order of ``classes``), as in scikit-learn.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stream.backend import Backend, get_array_pkg, get_df_pkg, to_host_numpy
+from stream.errors import KnnStreamError
+
+MODEL_FILE = "model.npz"
+FORMAT = "npz"
+
+
+class ModelFormatError(KnnStreamError):
+    """A stored model file is not a knnstream KNN index."""
+
+
+@dataclass(frozen=True)
+class KnnIndex:
+    """Everything a brute-force KNN needs: training rows, their targets, the parameters."""
+
+    task: str
+    k: int
+    metric: str
+    features: np.ndarray  # (rows, n_features) float32
+    targets: np.ndarray  # class codes (int32) for classification, values (float32) for regression
+    classes: np.ndarray  # class labels in code order; empty for regression
+
+    @property
+    def n_features(self) -> int:
+        return int(self.features.shape[1])
+
+    def to_npz(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            task=np.array(self.task),
+            k=np.array(self.k),
+            metric=np.array(self.metric),
+            features=self.features,
+            targets=self.targets,
+            classes=self.classes,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_npz(cls, payload: bytes) -> KnnIndex:
+        """Read an index; object arrays are refused, so loading never runs stored code."""
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
+                return cls(
+                    task=str(arrays["task"]),
+                    k=int(arrays["k"]),
+                    metric=str(arrays["metric"]),
+                    features=arrays["features"],
+                    targets=arrays["targets"],
+                    classes=arrays["classes"],
+                )
+        except (ValueError, KeyError, OSError) as exc:
+            raise ModelFormatError(f"not a knnstream model file: {exc}") from exc
+
+
+def index_from_training_data(task: str, k: int, metric: str, features: np.ndarray, labels: np.ndarray) -> KnnIndex:
+    """Build the index from host arrays; class labels are encoded in sorted order."""
+    matrix = np.ascontiguousarray(features, dtype=np.float32)
+    if task == "classification":
+        classes, codes = np.unique(labels, return_inverse=True)
+        return KnnIndex(task, k, metric, matrix, codes.astype(np.int32), classes)
+    return KnnIndex(task, k, metric, matrix, np.asarray(labels, dtype=np.float32), np.array([]))
+
+
+class KnnPredictor:
+    """A fitted brute-force neighbour search plus the vote, on one backend."""
+
+    def __init__(self, index: KnnIndex, backend: Backend) -> None:
+        self.index = index
+        self.backend = backend
+        self._xp = get_array_pkg(backend)
+        self._targets = self._xp.asarray(index.targets)
+        self._search = _fit_search(index, backend)
+
+    def kneighbors(self, features: Any, k: int | None = None) -> tuple[Any, Any]:
+        """Distances and row numbers of the k nearest training rows, nearest first."""
+        rows = self._xp.asarray(features, dtype=self._xp.float32)
+        distances, indices = self._search.kneighbors(rows, n_neighbors=k or self.index.k)
+        return self._xp.asarray(distances), self._xp.asarray(indices)
+
+    def predict(self, features: Any) -> Any:
+        """A dataframe with ``prediction`` and ``distance`` (to the nearest neighbour)."""
+        distances, indices = self.kneighbors(features)
+        df = get_df_pkg(self.backend)
+        if self.index.task == "classification":
+            codes = vote(self._targets[indices], len(self.index.classes), self._xp)
+            labels = df.Series(self.index.classes).take(codes).reset_index(drop=True)
+        else:
+            labels = df.Series(self._targets[indices].mean(axis=1))
+        return df.DataFrame({"prediction": labels, "distance": df.Series(distances[:, 0])})
+
+    def predict_host(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and distances as host NumPy arrays."""
+        frame = self.predict(features)
+        return to_host_numpy(frame["prediction"].values), to_host_numpy(frame["distance"].values)
+
+
+def vote(neighbour_codes: Any, n_classes: int, xp: Any) -> Any:
+    """Majority class per row; ties go to the smallest class code."""
+    rows = neighbour_codes.shape[0]
+    counts = xp.zeros((rows, n_classes), dtype=xp.int32)
+    row_numbers = xp.arange(rows)
+    for column in range(neighbour_codes.shape[1]):
+        counts[row_numbers, neighbour_codes[:, column]] += 1
+    return counts.argmax(axis=1)
+
+
+def _fit_search(index: KnnIndex, backend: Backend) -> Any:
+    if backend == "gpu":
+        import cupy
+        from cuml.neighbors import NearestNeighbors as GpuNearestNeighbors
+
+        search = GpuNearestNeighbors(n_neighbors=index.k, algorithm="brute", metric=index.metric)
+        return search.fit(cupy.asarray(index.features))
+    from sklearn.neighbors import NearestNeighbors
+
+    search = NearestNeighbors(n_neighbors=index.k, algorithm="brute", metric=index.metric)
+    return search.fit(index.features)
+
+
+def build_predictor(index: KnnIndex, backend: Backend) -> KnnPredictor:
+    return KnnPredictor(index, backend)

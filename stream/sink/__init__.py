@@ -1,0 +1,1 @@
+"""Sink: encoding predictions and dead letters, and producing them to Kafka."""

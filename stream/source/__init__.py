@@ -1,0 +1,1 @@
+"""Source: consuming feature records from Kafka and decoding them."""

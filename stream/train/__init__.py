@@ -1,0 +1,1 @@
+"""Training: read historical data, fit and evaluate a distributed KNN, publish the model."""

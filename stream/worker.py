@@ -1,0 +1,130 @@
+"""``knnstream serve``: the streaming prediction worker, from start-up checks to shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from model_store import Manifest, ModelStore, ModelStoreError
+from stream.backend import Backend, get_df_pkg, resolve_backend
+from stream.errors import ConfigurationError
+from stream.metrics import Health, MetricsServer, WorkerMetrics
+from stream.pipeline import Pipeline, PipelineConfig
+from stream.predict.cluster import close_client, start_client
+from stream.predict.distributed import DaskPredictor
+from stream.predict.plugin import ModelPlugin
+from stream.settings import ServeSettings
+from stream.sink.kafka import KafkaSink
+from stream.source.kafka import KafkaSource
+
+log = logging.getLogger(__name__)
+
+
+class StopSignal:
+    """Set by SIGTERM or SIGINT; the consume loop stops after the batch in flight."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the batch in flight, then stopping", signal.Signals(signum).name)
+        self._event.set()
+
+
+def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
+    """Run the worker until stopped; every start-up problem raises a ConfigurationError."""
+    if stop is None:
+        stop = StopSignal()
+        stop.install()
+    backend = resolve_backend(settings.backend)
+    manifest = _resolve_model(settings)
+    source, sink = KafkaSource(settings), KafkaSink(settings)
+    source.check_topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
+    metrics, health = WorkerMetrics(), Health()
+    server = MetricsServer(metrics, health, settings.metrics_host, settings.metrics_port)
+    client = start_client(backend, settings.scheduler, settings.dask_workers)
+    try:
+        predictor = DaskPredictor(client, backend)
+        predictor.install(ModelPlugin(settings.store, manifest.name, manifest.version, backend))
+        metrics.set_model(manifest.name, manifest.version)
+        server.start()
+        log.info(
+            "serving %s:%s from %s to %s on the %s backend; metrics on port %d",
+            manifest.name,
+            manifest.version,
+            settings.input_topic,
+            settings.output_topic,
+            backend,
+            server.port,
+        )
+        pipeline = Pipeline(
+            _pipeline_config(settings, manifest.n_features),
+            predictor.predict,
+            _frame_builder(backend, manifest.feature_names),
+            sink.deliver,
+            source.commit,
+            source.rewind,
+            metrics,
+        )
+        _consume_until_stopped(source, pipeline, health, metrics, stop)
+    finally:
+        source.close()
+        sink.close()
+        server.stop()
+        close_client(client)
+    log.info("stopped cleanly")
+
+
+def _consume_until_stopped(
+    source: KafkaSource, pipeline: Pipeline, health: Health, metrics: WorkerMetrics, stop: StopSignal
+) -> None:
+    while not stop.is_set():
+        health.beat()
+        metrics.mark_progress()
+        batch = source.next_batch()
+        if batch is not None:
+            pipeline.process(batch)
+
+
+def _resolve_model(settings: ServeSettings) -> Manifest:
+    try:
+        return ModelStore(settings.store).resolve(settings.model)
+    except ModelStoreError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def _pipeline_config(settings: ServeSettings, n_features: int) -> PipelineConfig:
+    return PipelineConfig(
+        input_topic=settings.input_topic,
+        output_topic=settings.output_topic,
+        dlq_topic=settings.dlq_topic,
+        n_features=n_features,
+        max_record_bytes=settings.max_record_bytes,
+    )
+
+
+def _frame_builder(backend: Backend, feature_names: tuple[str, ...]) -> Callable[[np.ndarray], Any]:
+    """Host feature rows → a cuDF (GPU) or pandas (CPU) frame with the model's column names."""
+    df = get_df_pkg(backend)
+    columns = list(feature_names)
+
+    def to_frame(features: np.ndarray) -> Any:
+        return df.DataFrame(features, columns=columns)
+
+    return to_frame

@@ -1,0 +1,103 @@
+"""Test helpers: training data, a trained model in a store, and a worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer
+
+N_FEATURES = 6
+
+
+def blobs(rows: int, seed: int, n_features: int = N_FEATURES, classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    centres = np.random.default_rng(123).uniform(-6, 6, size=(classes, n_features))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, rows)
+    return centres[labels] + rng.normal(scale=1.5, size=(rows, n_features)), labels
+
+
+def write_history(path: Path, rows: int = 3000, seed: int = 0, fmt: str = "parquet") -> Path:
+    features, labels = blobs(rows, seed)
+    frame = pd.DataFrame(features, columns=[f"f{i}" for i in range(features.shape[1])])
+    frame["label"] = labels
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_worker(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream", "serve", *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, f"worker exited early: {read_output(worker)}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("worker not healthy in time")
+
+
+def read_output(worker: subprocess.Popen[bytes]) -> str:
+    if worker.poll() is None:
+        worker.kill()
+    out, _ = worker.communicate(timeout=30)
+    return out.decode(errors="replace")
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def consume_until(bootstrap: str, topic: str, done: Callable[[list[Any]], bool], timeout_s: float = 120.0) -> list[Any]:
+    """Every message of ``topic`` from the start, until ``done(messages)`` or the timeout."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done(messages) and time.monotonic() < deadline:
+            messages += [m for m in consumer.consume(num_messages=5000, timeout=0.5) if m.error() is None]
+    finally:
+        consumer.close()
+    return messages
+
+
+def values(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    return [json.loads(m.value()) for m in messages]

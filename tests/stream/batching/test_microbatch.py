@@ -1,0 +1,54 @@
+from collections.abc import Sequence
+from typing import Any
+
+from stream.batching.microbatch import MicroBatch, collect_batch
+from tests.fakes import FakeMessage
+
+
+class ScriptedPoll:
+    """Returns prepared answers and advances a fake clock by the time each poll would take."""
+
+    def __init__(self, answers: list[list[Any]], clock: list[float], step_s: float) -> None:
+        self.answers, self.clock, self.step_s = answers, clock, step_s
+        self.calls: list[tuple[int, float]] = []
+
+    def __call__(self, max_messages: int, timeout_s: float) -> Sequence[Any]:
+        self.calls.append((max_messages, timeout_s))
+        self.clock[0] += self.step_s
+        return self.answers.pop(0)[:max_messages] if self.answers else []
+
+
+def test_batch_closes_at_max_records() -> None:
+    clock = [0.0]
+    poll = ScriptedPoll(
+        [[FakeMessage(b"a", i) for i in range(3)], [FakeMessage(b"b", i) for i in range(3, 9)]], clock, 0.01
+    )
+    batch = collect_batch(poll, max_records=5, max_wait_s=10, clock=lambda: clock[0])
+    assert batch is not None and len(batch) == 5
+    assert poll.calls[1][0] == 2  # asked only for what was missing
+
+
+def test_batch_closes_at_max_wait() -> None:
+    clock = [0.0]
+    poll = ScriptedPoll([[FakeMessage(b"a", 0)]] + [[] for _ in range(100)], clock, 0.05)
+    batch = collect_batch(poll, max_records=1000, max_wait_s=0.2, clock=lambda: clock[0])
+    assert batch is not None and len(batch) == 1
+    assert len(poll.calls) <= 6
+
+
+def test_no_records_gives_none() -> None:
+    clock = [0.0]
+    assert collect_batch(ScriptedPoll([], clock, 0.5), 10, 1.0, clock=lambda: clock[0]) is None
+
+
+def test_offsets_per_partition() -> None:
+    batch = MicroBatch(
+        [
+            FakeMessage(b"", offset=7, partition=1),
+            FakeMessage(b"", offset=3, partition=0),
+            FakeMessage(b"", offset=5, partition=1),
+            FakeMessage(b"", offset=4, partition=0),
+        ]
+    )
+    assert [(p.partition, p.offset) for p in batch.next_offsets()] == [(0, 5), (1, 8)]
+    assert [(p.partition, p.offset) for p in batch.first_offsets()] == [(0, 3), (1, 5)]
