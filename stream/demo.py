@@ -101,7 +101,7 @@ def _write_history(workdir: Path, centres: np.ndarray, settings: DemoSettings) -
 def _blobs(centres: np.ndarray, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, len(centres), rows)
-    return centres[labels] + rng.normal(scale=1.5, size=(rows, centres.shape[1])), labels
+    return centres[labels] + rng.normal(scale=5.0, size=(rows, centres.shape[1])), labels
 
 
 def _stream_records(centres: np.ndarray, settings: DemoSettings) -> tuple[list[FeatureRecord], dict[str, int]]:
