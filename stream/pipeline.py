@@ -21,6 +21,7 @@ from stream.backend import to_host_numpy
 from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
 from stream.metrics import WorkerMetrics
+from stream.predict.distributed import Prediction
 from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_predictions
 from stream.source.decode import DecodedBatch, decode_batch
 
@@ -70,12 +71,13 @@ class Pipeline:
     def __init__(
         self,
         config: PipelineConfig,
-        predict_frame: Callable[[Any], tuple[str, Any]],
+        predict_frame: Callable[[Any], Prediction],
         to_frame: Callable[[Any], Any],
         deliver: Callable[[list[OutboundRecord]], None],
         commit: Callable[[MicroBatch], None],
         rewind: Callable[[MicroBatch], None],
         metrics: WorkerMetrics,
+        on_prediction: Callable[[Prediction], None] = lambda prediction: None,
     ) -> None:
         self._config = config
         self._predict_frame = predict_frame
@@ -84,6 +86,7 @@ class Pipeline:
         self._commit = commit
         self._rewind = rewind
         self._metrics = metrics
+        self._on_prediction = on_prediction
         self._failures_in_a_row = 0
         self._source = Stream()
         self._source.map(self._decode).map(self._predict).map(self._encode).sink(self._deliver_then_commit)
@@ -121,14 +124,15 @@ class Pipeline:
         if len(stage.decoded.ids) == 0:
             empty = to_host_numpy([])
             return PredictedStage(stage.batch, stage.decoded, empty, empty, "")
-        version, frame = self._predict_frame(self._to_frame(stage.decoded.features))
+        prediction = self._predict_frame(self._to_frame(stage.decoded.features))
         self._metrics.predict_time.observe(time.perf_counter() - started)
+        self._on_prediction(prediction)
         return PredictedStage(
             stage.batch,
             stage.decoded,
-            to_host_numpy(frame["prediction"].values),
-            to_host_numpy(frame["distance"].values),
-            version,
+            prediction.frame["prediction"].to_numpy(),
+            prediction.frame["distance"].to_numpy(),
+            prediction.version,
         )
 
     def _encode(self, stage: PredictedStage) -> EncodedStage:

@@ -56,7 +56,14 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     output_topic: str = Field("predictions", description="topic the predictions go to")
     dlq_topic: str = Field("features.dlq", description="dead-letter topic for records that cannot be scored")
     group_id: str = Field("knnstream", description="Kafka consumer group")
-    model: str = Field(..., description="model to serve: NAME@ALIAS or NAME:VERSION")
+    model: str = Field(..., description="model to serve: NAME@ALIAS (followed as it moves) or NAME:VERSION")
+    shadow: str | None = Field(
+        None, description="candidate model scored beside the served one, never published: NAME@ALIAS or NAME:VERSION"
+    )
+    model_poll_interval_s: float = Field(5.0, gt=0, description="how often the model aliases are looked up")
+    expected_features: int | None = Field(
+        None, ge=1, description="features per input record; the worker refuses to start with a model of another count"
+    )
     store: str = Field("./models", description="model store root: a directory or fsspec URL")
     metrics_host: str = Field("0.0.0.0", description="bind address of the /metrics and /healthz endpoint")
     metrics_port: int = Field(

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from model_store import Manifest, ModelStore, ModelStoreError
+from model_store import Manifest, ModelStore, ModelStoreError, parse_model_ref
 from stream.backend import Backend, get_df_pkg, resolve_backend
 from stream.errors import ConfigurationError
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.pipeline import Pipeline, PipelineConfig
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor
-from stream.predict.plugin import ModelPlugin
+from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.settings import ServeSettings
 from stream.sink.kafka import KafkaSink
 from stream.source.kafka import KafkaSource
@@ -53,7 +53,8 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         stop = StopSignal()
         stop.install()
     backend = resolve_backend(settings.backend)
-    manifest = _resolve_model(settings)
+    store = ModelStore(settings.store)
+    manifest = _resolve_model(store, settings)
     source, sink = KafkaSource(settings), KafkaSink(settings)
     source.check_topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
     metrics, health = WorkerMetrics(), Health()
@@ -61,12 +62,12 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     client = start_client(backend, settings.scheduler, settings.dask_workers)
     try:
         predictor = DaskPredictor(client, backend)
-        predictor.install(ModelPlugin(settings.store, manifest.name, manifest.version, backend))
-        metrics.set_model(manifest.name, manifest.version)
+        follower = _follower(settings, store, predictor, backend, manifest, metrics)
+        follower.start(manifest)
         server.start()
         log.info(
-            "serving %s:%s from %s to %s on the %s backend; metrics on port %d",
-            manifest.name,
+            "serving %s (version %s) from %s to %s on the %s backend; metrics on port %d",
+            settings.model,
             manifest.version,
             settings.input_topic,
             settings.output_topic,
@@ -81,8 +82,9 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             source.commit,
             source.rewind,
             metrics,
+            on_prediction=follower.observe,
         )
-        _consume_until_stopped(source, pipeline, health, metrics, stop)
+        _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:
         source.close()
         sink.close()
@@ -91,22 +93,59 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     log.info("stopped cleanly")
 
 
+def _follower(
+    settings: ServeSettings,
+    store: ModelStore,
+    predictor: DaskPredictor,
+    backend: Backend,
+    manifest: Manifest,
+    metrics: WorkerMetrics,
+) -> ModelFollower:
+    try:
+        served, shadow = parse_model_ref(settings.model), parse_shadow(settings.shadow)
+    except ModelStoreError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    return ModelFollower(
+        store,
+        served,
+        shadow,
+        predictor,
+        backend,
+        manifest.n_features,
+        FollowMetrics(metrics.registry),
+        on_switch=lambda switched: metrics.set_model(switched.name, switched.version),
+        interval_s=settings.model_poll_interval_s,
+    )
+
+
 def _consume_until_stopped(
-    source: KafkaSource, pipeline: Pipeline, health: Health, metrics: WorkerMetrics, stop: StopSignal
+    source: KafkaSource,
+    pipeline: Pipeline,
+    follower: ModelFollower,
+    health: Health,
+    metrics: WorkerMetrics,
+    stop: StopSignal,
 ) -> None:
     while not stop.is_set():
         health.beat()
         metrics.mark_progress()
+        follower.maybe_switch()
         batch = source.next_batch()
         if batch is not None:
             pipeline.process(batch)
 
 
-def _resolve_model(settings: ServeSettings) -> Manifest:
+def _resolve_model(store: ModelStore, settings: ServeSettings) -> Manifest:
     try:
-        return ModelStore(settings.store).resolve(settings.model)
+        manifest = store.resolve(settings.model)
     except ModelStoreError as exc:
         raise ConfigurationError(str(exc)) from exc
+    if settings.expected_features is not None and settings.expected_features != manifest.n_features:
+        raise ConfigurationError(
+            f"the input has {settings.expected_features} features per record (--expected-features),"
+            f" but model {manifest.name}:{manifest.version} takes {manifest.n_features}"
+        )
+    return manifest
 
 
 def _pipeline_config(settings: ServeSettings, n_features: int) -> PipelineConfig:

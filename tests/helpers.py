@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -44,13 +45,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_worker(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "stream", "serve", *args],
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+_LOGS: dict[int, Path] = {}
+
+
+def start_worker(args: Sequence[str], env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
+    """``knnstream serve`` in a subprocess; its output goes to a file (a pipe could fill up and block it)."""
+    descriptor, path = tempfile.mkstemp(prefix="knnstream-worker-", suffix=".log")
+    with os.fdopen(descriptor, "wb") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "stream", "serve", *args],
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            **popen,
+        )
+    _LOGS[worker.pid] = Path(path)
+    return worker
 
 
 def wait_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 90.0) -> None:
@@ -67,10 +77,8 @@ def wait_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 
 
 
 def read_output(worker: subprocess.Popen[bytes]) -> str:
-    if worker.poll() is None:
-        worker.kill()
-    out, _ = worker.communicate(timeout=30)
-    return out.decode(errors="replace")
+    """Everything the worker printed so far."""
+    return _LOGS[worker.pid].read_text(errors="replace")
 
 
 def scrape(port: int) -> str:

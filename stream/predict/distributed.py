@@ -4,43 +4,83 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from distributed import Client
 
 from stream.backend import Backend, get_df_pkg
-from stream.predict.plugin import ModelPlugin, predict_on_worker
+from stream.errors import KnnStreamError
+from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
 
 log = logging.getLogger(__name__)
 
 
-class ModelSwitchError(RuntimeError):
-    """Workers answered with different model versions for one batch."""
+class ModelLoadError(KnnStreamError):
+    """A model version could not be loaded or verified on every Dask worker."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One batch's predictions, all made by ``version``; ``shadow`` by the shadow version."""
+
+    version: str
+    frame: Any
+    shadow: Any | None = None
+    shadow_version: str | None = None
 
 
 class DaskPredictor:
-    """Installs the model on every worker, then predicts batches partitioned across them."""
+    """Loads model versions on every worker and predicts batches partitioned across them.
+
+    The version in use changes only between batches (:meth:`activate`): the tasks of one batch
+    all name the same version, so no batch is predicted by a mix of versions.
+    """
 
     def __init__(self, client: Client, backend: Backend) -> None:
         self._client = client
         self._backend = backend
         self.version: str | None = None
+        self.shadow_version: str | None = None
 
-    def install(self, plugin: ModelPlugin) -> None:
-        """Register the plugin; returns once every current worker has loaded the model."""
-        self._client.register_plugin(plugin)
-        self.version = plugin.version
+    def load(self, plugin: ModelPlugin) -> None:
+        """Register the plugin; returns once every current worker has loaded and verified it."""
+        try:
+            self._client.register_plugin(plugin)
+        except Exception as exc:
+            self._forget(plugin.version)
+            raise ModelLoadError(f"version {plugin.version} failed to load: {type(exc).__name__}: {exc}") from exc
 
-    def predict(self, features: Any) -> tuple[str, Any]:
-        """The model version and the predictions of a frame of features, in its row order."""
+    def activate(self, version: str) -> str | None:
+        """Serve ``version`` from the next batch on; the previous version is unloaded."""
+        previous, self.version = self.version, version
+        if previous is not None and previous not in {version, self.shadow_version}:
+            self._forget(previous)
+        return previous
+
+    def set_shadow(self, version: str | None) -> None:
+        previous, self.shadow_version = self.shadow_version, version
+        if previous is not None and previous not in {version, self.version}:
+            self._forget(previous)
+
+    def predict(self, features: Any) -> Prediction:
+        """Predictions of a frame of features, in its row order, by the version in use."""
+        if self.version is None:
+            raise ModelLoadError("no model version is active")
+        version, shadow_version = self.version, self.shadow_version
         parts = split_rows(features, self._worker_count())
-        futures = [self._client.submit(predict_on_worker, part, pure=False) for part in parts]
+        futures = [self._client.submit(predict_on_worker, part, version, shadow_version, pure=False) for part in parts]
         answers = self._client.gather(futures)
-        versions = {version for version, _ in answers}
-        if len(versions) != 1:
-            raise ModelSwitchError(f"one batch was predicted by several versions: {sorted(versions)}")
-        frames = [frame for _, frame in answers]
-        return versions.pop(), get_df_pkg(self._backend).concat(frames, ignore_index=True)
+        df = get_df_pkg(self._backend)
+        frame = df.concat([frame for frame, _ in answers], ignore_index=True)
+        shadow = None if shadow_version is None else df.concat([s for _, s in answers], ignore_index=True)
+        return Prediction(version, frame, shadow, shadow_version)
+
+    def _forget(self, version: str) -> None:
+        try:
+            self._client.unregister_worker_plugin(plugin_name(version))
+        except (ValueError, KeyError) as exc:
+            log.debug("plugin of version %s was not registered: %s", version, exc)
 
     def _worker_count(self) -> int:
         return max(1, len(self._client.scheduler_info(n_workers=-1)["workers"]))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.backend import Backend, get_array_pkg, get_df_pkg, to_host_numpy
+from stream.backend import Backend, get_array_pkg, get_df_pkg
 from stream.errors import KnnStreamError
 
 MODEL_FILE = "model.npz"
@@ -112,7 +112,7 @@ class KnnPredictor:
     def predict_host(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and distances as host NumPy arrays."""
         frame = self.predict(features)
-        return to_host_numpy(frame["prediction"].values), to_host_numpy(frame["distance"].values)
+        return frame["prediction"].to_numpy(), frame["distance"].to_numpy()
 
 
 def vote(neighbour_codes: Any, n_classes: int, xp: Any) -> Any:

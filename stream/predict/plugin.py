@@ -2,8 +2,10 @@
 
 The scheduler keeps registered plugins and runs ``setup`` on every worker, including workers
 that join later or replace a dead one, so each worker always holds the model before a batch
-reaches it. Only the store location and the version travel; each worker reads and verifies
-the files itself.
+reaches it. Only the store location and the version travel; each worker reads the files and
+verifies their checksums itself. Each version is a plugin of its own name, so a new version
+loads beside the one serving, and the switch between them is a matter of which name a batch's
+tasks ask for.
 """
 
 from __future__ import annotations
@@ -17,20 +19,23 @@ from model_store import ModelStore
 from stream.backend import Backend
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
 
-PLUGIN_NAME = "knnstream-model"
+PLUGIN_PREFIX = "knnstream-model-"
 log = logging.getLogger(__name__)
+
+
+def plugin_name(version: str) -> str:
+    return PLUGIN_PREFIX + version
 
 
 class ModelPlugin(WorkerPlugin):
     """Loads one model version from the store onto a Dask worker."""
-
-    name = PLUGIN_NAME
 
     def __init__(self, store_root: str, model_name: str, version: str, backend: Backend) -> None:
         self.store_root = store_root
         self.model_name = model_name
         self.version = version
         self.backend = backend
+        self.name = plugin_name(version)
         self.predictor: KnnPredictor | None = None
 
     def setup(self, worker: Any) -> None:
@@ -50,15 +55,19 @@ class ModelPlugin(WorkerPlugin):
         self.predictor = None
 
 
-def worker_predictor() -> tuple[str, KnnPredictor]:
-    """The version and predictor held by the Dask worker running the current task."""
-    plugin = get_worker().plugins[PLUGIN_NAME]
+def worker_predictor(version: str) -> KnnPredictor:
+    """The predictor of ``version`` held by the Dask worker running the current task."""
+    plugin = get_worker().plugins.get(plugin_name(version))
     if not isinstance(plugin, ModelPlugin) or plugin.predictor is None:
-        raise RuntimeError("this Dask worker holds no knnstream model")
-    return plugin.version, plugin.predictor
+        raise RuntimeError(f"this Dask worker holds no knnstream model of version {version}")
+    return plugin.predictor
 
 
-def predict_on_worker(features: Any) -> tuple[str, Any]:
-    """Dask task: predict one partition with the model of this worker."""
-    version, predictor = worker_predictor()
-    return version, predictor.predict(features)
+def predict_on_worker(features: Any, version: str, shadow_version: str | None = None) -> tuple[Any, Any]:
+    """Dask task: predict one partition with ``version``, and with ``shadow_version`` if given.
+
+    Returns the prediction frame and the shadow's predictions (or ``None``).
+    """
+    frame = worker_predictor(version).predict(features)
+    shadow = None if shadow_version is None else worker_predictor(shadow_version).predict(features)["prediction"]
+    return frame, shadow
