@@ -1,10 +1,11 @@
 """The streamz pipeline of one micro-batch, and the commit order, written down once.
 
-    decode → predict → encode → produce → flush (every record acknowledged) → commit offsets
+    decode → predict → encode → complete: produce → flush/ack → commit offsets
 
-Offsets are committed only after the broker acknowledged every prediction and dead letter
-of the batch (at-least-once). When prediction or delivery fails, nothing is committed: the
-source rewinds to the batch's first offsets and the batch is processed again.
+How a batch is completed (after acknowledgements, or in a transaction) is the batch completer's
+business (:mod:`stream.sink.commit`). When prediction or delivery fails, nothing is committed:
+the source rewinds to the batch's first offsets and the batch is processed again. A circuit
+breaker on bad records stops the worker before anything of the tripping batch is committed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,9 @@ from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
 from stream.metrics import WorkerMetrics
 from stream.predict.distributed import Prediction
+from stream.sink.commit import BatchCompleter
 from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_predictions
+from stream.source.breaker import BadRecordBreaker, CircuitOpenError
 from stream.source.decode import DecodedBatch, decode_batch
 
 log = logging.getLogger(__name__)
@@ -35,8 +39,9 @@ class PipelineConfig:
     dlq_topic: str
     n_features: int
     max_record_bytes: int
-    max_consecutive_failures: int = 5
-    retry_backoff_s: float = 1.0
+    max_consecutive_failures: int = 20
+    retry_backoff_s: float = 0.5
+    max_backoff_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,41 +78,60 @@ class Pipeline:
         config: PipelineConfig,
         predict_frame: Callable[[Any], Prediction],
         to_frame: Callable[[Any], Any],
-        deliver: Callable[[list[OutboundRecord]], None],
-        commit: Callable[[MicroBatch], None],
+        completer: BatchCompleter,
         rewind: Callable[[MicroBatch], None],
+        breaker: BadRecordBreaker,
         metrics: WorkerMetrics,
         on_prediction: Callable[[Prediction], None] = lambda prediction: None,
     ) -> None:
         self._config = config
         self._predict_frame = predict_frame
         self._to_frame = to_frame
-        self._deliver = deliver
-        self._commit = commit
+        self._completer = completer
         self._rewind = rewind
+        self._breaker = breaker
         self._metrics = metrics
         self._on_prediction = on_prediction
         self._failures_in_a_row = 0
         self._source = Stream()
-        self._source.map(self._decode).map(self._predict).map(self._encode).sink(self._deliver_then_commit)
+        self._source.map(self._decode).map(self._predict).map(self._encode).sink(self._deliver)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
+        self._delivered: EncodedStage | None = None
 
-    def process(self, batch: MicroBatch) -> bool:
-        """Run one batch; True when it was committed, False when it was rewound for a retry."""
+    def process(self, batch: MicroBatch, wait: Callable[[Future[None]], None]) -> bool:
+        """Run one batch; True when it was committed, False when it was rewound for a retry.
+
+        Decoding, prediction and delivery run on the batch thread while ``wait`` keeps the
+        consumer polling; the offsets are then committed from the consumer's own thread.
+        """
         self._metrics.in_flight.inc()
         try:
-            self._source.emit(batch)
+            in_flight = self._executor.submit(self._source.emit, batch)
+            wait(in_flight)
+            in_flight.result()
+            self._completer.commit(batch)
+        except CircuitOpenError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure of a batch: rewind, retry, give up later
             self._after_failure(batch, exc)
             return False
         finally:
             self._metrics.in_flight.dec()
         self._failures_in_a_row = 0
+        if self._delivered is not None:
+            self._count_delivered(self._delivered)
+        self._metrics.batch_latency.observe(time.monotonic() - batch.opened_at)
         return True
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
 
     def _decode(self, batch: MicroBatch) -> DecodedStage:
         self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
         self._metrics.batch_size.observe(len(batch))
         decoded = decode_batch(batch.messages, self._config.n_features, self._config.max_record_bytes)
+        bad = {id(letter.message) for letter in decoded.dead_letters}
+        self._breaker.observe(id(message) in bad for message in batch.messages)
         for dead in decoded.dead_letters:
             message = dead.message
             log.warning(
@@ -144,11 +168,10 @@ class Pipeline:
         )
         return EncodedStage(stage.batch, stage.decoded, records)
 
-    def _deliver_then_commit(self, stage: EncodedStage) -> None:
-        self._deliver(stage.records)  # produce + flush: returns only when all are acknowledged
-        self._commit(stage.batch)  # only now are the offsets committed
-        self._count_delivered(stage)
-        self._metrics.batch_latency.observe(time.monotonic() - stage.batch.opened_at)
+    def _deliver(self, stage: EncodedStage) -> None:
+        self._delivered = None
+        self._completer.deliver(stage.batch, stage.records)
+        self._delivered = stage
 
     def _count_delivered(self, stage: EncodedStage) -> None:
         self._metrics.predicted.labels(self._config.input_topic).inc(len(stage.decoded.ids))
@@ -171,4 +194,4 @@ class Pipeline:
             raise BatchFailedError(
                 f"{self._failures_in_a_row} batches failed in a row; last error: {type(exc).__name__}: {exc}"
             ) from exc
-        time.sleep(self._config.retry_backoff_s * self._failures_in_a_row)
+        time.sleep(min(self._config.max_backoff_s, self._config.retry_backoff_s * self._failures_in_a_row))

@@ -73,6 +73,23 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     batch_max_wait_ms: int = Field(200, ge=1, description="... or this long after its first record")
     max_record_bytes: int = Field(1_048_576, ge=1, description="larger record values are dead-lettered")
     delivery_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the broker to acknowledge a batch")
+    guarantee: Literal["at-least-once", "exactly-once"] = Field(
+        "at-least-once", description="at-least-once (commit after acks) or exactly-once (Kafka transactions)"
+    )
+    transactional_id: str | None = Field(
+        None, description="transactional.id of the exactly-once producer (default: unique per instance)"
+    )
+    max_batch_retries: int = Field(
+        20, ge=1, description="a batch failing this many times in a row stops the worker (its offsets uncommitted)"
+    )
+    bad_ratio_limit: float = Field(
+        0.5, gt=0, le=1, description="circuit breaker: stop when more than this share of the recent records is bad"
+    )
+    bad_ratio_window: int = Field(1000, ge=1, description="circuit breaker: how many recent records the share counts")
+    bad_run_limit: int = Field(500, ge=1, description="circuit breaker: stop after this many bad records in a row")
+    max_poll_interval_ms: int = Field(300_000, ge=1, description="librdkafka max.poll.interval.ms")
+    session_timeout_ms: int = Field(45_000, ge=1, description="librdkafka session.timeout.ms")
+    statistics_interval_ms: int = Field(5_000, ge=0, description="librdkafka statistics (consumer lag) interval")
 
 
 class TrainSettings(ComputeSettings):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from types import FrameType
 from typing import Any
 
@@ -20,7 +22,9 @@ from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor
 from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.settings import ServeSettings
-from stream.sink.kafka import KafkaSink
+from stream.sink.commit import AtLeastOnce, BatchCompleter, ExactlyOnce
+from stream.sink.kafka import KafkaSink, transactional_producer_config
+from stream.source.breaker import BadRecordBreaker
 from stream.source.kafka import KafkaSource
 
 log = logging.getLogger(__name__)
@@ -55,7 +59,8 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     backend = resolve_backend(settings.backend)
     store = ModelStore(settings.store)
     manifest = _resolve_model(store, settings)
-    source, sink = KafkaSource(settings), KafkaSink(settings)
+    source = KafkaSource(settings)
+    completer = _completer(settings, source)
     source.check_topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
     metrics, health = WorkerMetrics(), Health()
     server = MetricsServer(metrics, health, settings.metrics_host, settings.metrics_port)
@@ -78,16 +83,16 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             _pipeline_config(settings, manifest.n_features),
             predictor.predict,
             _frame_builder(backend, manifest.feature_names),
-            sink.deliver,
-            source.commit,
+            completer,
             source.rewind,
+            BadRecordBreaker(settings.bad_ratio_limit, settings.bad_ratio_window, settings.bad_run_limit),
             metrics,
             on_prediction=follower.observe,
         )
         _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:
         source.close()
-        sink.close()
+        completer.close()
         server.stop()
         close_client(client)
     log.info("stopped cleanly")
@@ -126,13 +131,30 @@ def _consume_until_stopped(
     metrics: WorkerMetrics,
     stop: StopSignal,
 ) -> None:
-    while not stop.is_set():
-        health.beat()
-        metrics.mark_progress()
-        follower.maybe_switch()
-        batch = source.next_batch()
-        if batch is not None:
-            pipeline.process(batch)
+    def wait_paused(in_flight: Future[None]) -> None:
+        source.wait_paused(in_flight, on_tick=health.beat)
+
+    try:
+        while not stop.is_set():
+            health.beat()
+            metrics.mark_progress()
+            follower.maybe_switch()
+            batch = source.next_batch()
+            if batch is not None:
+                pipeline.process(batch, wait_paused)
+    finally:
+        pipeline.close()
+
+
+def _completer(settings: ServeSettings, source: KafkaSource) -> BatchCompleter:
+    if settings.guarantee == "exactly-once":
+        transactional_id = settings.transactional_id or f"knnstream-{settings.group_id}-{uuid.uuid4().hex[:12]}"
+        return ExactlyOnce(
+            transactional_producer_config(settings, transactional_id),
+            source.group_metadata,
+            settings.delivery_timeout_s,
+        )
+    return AtLeastOnce(KafkaSink(settings), source.commit)
 
 
 def _resolve_model(store: ModelStore, settings: ServeSettings) -> Manifest:
@@ -155,6 +177,7 @@ def _pipeline_config(settings: ServeSettings, n_features: int) -> PipelineConfig
         dlq_topic=settings.dlq_topic,
         n_features=n_features,
         max_record_bytes=settings.max_record_bytes,
+        max_consecutive_failures=settings.max_batch_retries,
     )
 
 

@@ -30,12 +30,12 @@ def _local_cluster(backend: Backend, n_workers: int) -> Any:
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        return LocalCUDACluster(n_workers=n_workers, dashboard_address=None)
+        return LocalCUDACluster(n_workers=n_workers, dashboard_address=":0")
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.WARNING,
     )
 

@@ -24,6 +24,15 @@ def producer_config(settings: ServeSettings) -> dict[str, Any]:
         "linger.ms": 5,
         "compression.type": "lz4",
         "message.max.bytes": max(1_048_576, settings.max_record_bytes + 65_536),
+        "message.timeout.ms": int(settings.delivery_timeout_s * 1000),
+    }
+
+
+def transactional_producer_config(settings: ServeSettings, transactional_id: str) -> dict[str, Any]:
+    return {
+        **producer_config(settings),
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": max(60_000, int(settings.delivery_timeout_s * 2000)),
     }
 
 
@@ -59,7 +68,7 @@ class KafkaSink:
         tally = _DeliveryTally()
         for record in records:
             self._produce(record, tally)
-        deadline = time.monotonic() + self._settings.delivery_timeout_s
+        deadline = time.monotonic() + self._settings.delivery_timeout_s + 5
         while tally.acknowledged + len(tally.failures) < len(records):
             remaining = deadline - time.monotonic()
             if remaining <= 0:

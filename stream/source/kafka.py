@@ -1,17 +1,24 @@
 """The long-lived Kafka consumer of feature records.
 
 One consumer for the life of the worker (built on first use, never in a constructor);
-automatic commits and automatic offset storage are off: offsets are committed explicitly,
-by the pipeline, after the predictions are acknowledged.
+automatic commits and automatic offset storage are off: offsets are committed explicitly, after
+the predictions are acknowledged (see :mod:`stream.sink.commit`).
+
+While a batch is in flight the assigned partitions are paused and the consumer keeps polling,
+so a slow batch never makes it leave the group (``max.poll.interval.ms``). A partition revoked
+by a rebalance is handed over only once the batch in flight is complete, and records of
+partitions no longer assigned are dropped from the next batch: their new owner reads them
+from the committed offset.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from stream.batching.microbatch import MicroBatch, collect_batch
 from stream.errors import KafkaSetupError
@@ -20,30 +27,38 @@ from stream.settings import ServeSettings
 log = logging.getLogger(__name__)
 
 
-def consumer_config(settings: ServeSettings) -> dict[str, Any]:
-    return {
+def consumer_config(settings: ServeSettings, stats_cb: Callable[[str], None] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
         **settings.librdkafka_config(),
         "group.id": settings.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
         "partition.assignment.strategy": "cooperative-sticky",
-        "max.poll.interval.ms": 300_000,
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        "session.timeout.ms": settings.session_timeout_ms,
     }
+    if stats_cb is not None:
+        config |= {"statistics.interval.ms": settings.statistics_interval_ms, "stats_cb": stats_cb}
+    return config
 
 
 class KafkaSource:
     """Micro-batches of the input topic, explicit commits, rewinds after a failed delivery."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, stats_cb: Callable[[str], None] | None = None) -> None:
         self._settings = settings
+        self._stats_cb = stats_cb
         self._consumer: Consumer | None = None
+        self._strays: list[Any] = []  # records returned by a poll while a batch was in flight
+        self._in_flight: Future[Any] | None = None
 
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(consumer_config(self._settings), logger=log)
-            self._consumer.subscribe([self._settings.input_topic])
+            self._consumer = Consumer(consumer_config(self._settings, self._stats_cb), logger=log)
+            self._consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         return self._consumer
 
     def check_topics(self, topics: Sequence[str], timeout_s: float = 10.0) -> None:
@@ -57,11 +72,28 @@ class KafkaSource:
             raise KafkaSetupError(f"missing topic(s) {', '.join(missing)} on {self._settings.bootstrap_servers}")
 
     def next_batch(self) -> MicroBatch | None:
-        return collect_batch(
-            self._poll,
-            self._settings.batch_max_records,
-            self._settings.batch_max_wait_ms / 1000,
-        )
+        batch = collect_batch(self._poll, self._settings.batch_max_records, self._settings.batch_max_wait_ms / 1000)
+        if batch is None:
+            return None
+        owned = self._owned(batch.messages)
+        return MicroBatch(owned, batch.opened_at) if owned else None
+
+    def wait_paused(self, future: Future[Any], on_tick: Callable[[], None]) -> None:
+        """Keep polling, with the partitions paused, until ``future`` (the batch in flight) is done."""
+        self._in_flight = future
+        consumer = self.consumer
+        paused = consumer.assignment()
+        consumer.pause(paused)
+        try:
+            while not future.done():
+                on_tick()
+                message = consumer.poll(0.1)
+                if message is not None and not _is_error(message):
+                    self._strays.append(message)
+        finally:
+            self._in_flight = None
+            still_assigned = {(p.topic, p.partition) for p in consumer.assignment()}
+            consumer.resume([p for p in paused if (p.topic, p.partition) in still_assigned])
 
     def commit(self, batch: MicroBatch) -> None:
         """Synchronously commit the offsets after every record of the batch."""
@@ -69,6 +101,7 @@ class KafkaSource:
 
     def rewind(self, batch: MicroBatch) -> None:
         """Seek back to the batch's first offsets so its records are consumed again."""
+        self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in _partitions(batch.messages)]
         for position in batch.first_offsets():
             try:
                 self.consumer.seek(position)
@@ -78,8 +111,11 @@ class KafkaSource:
                     position.topic,
                     position.partition,
                     position.offset,
-                    exc,
+                    exc.args[0],
                 )
+
+    def group_metadata(self) -> Any:
+        return self.consumer.consumer_group_metadata()
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -87,8 +123,42 @@ class KafkaSource:
             self._consumer = None
 
     def _poll(self, max_messages: int, timeout_s: float) -> list[Any]:
+        if self._strays:
+            taken, self._strays = self._strays[:max_messages], self._strays[max_messages:]
+            return taken
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout_s)
         return [message for message in messages if not _is_error(message)]
+
+    def _owned(self, messages: Sequence[Any]) -> list[Any]:
+        assigned = {(p.topic, p.partition) for p in self.consumer.assignment()}
+        owned = [m for m in messages if (m.topic(), m.partition()) in assigned]
+        if len(owned) < len(messages):
+            log.info("dropped %d records of partitions revoked while the batch was filling", len(messages) - len(owned))
+        return owned
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _describe(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Let the batch in flight finish (and commit) before its partitions move."""
+        in_flight = self._in_flight
+        if in_flight is not None and not in_flight.done():
+            log.info("waiting for the batch in flight before giving up %s", _describe(partitions))
+            try:
+                in_flight.result()
+            except Exception as exc:  # noqa: BLE001 - the consume loop reports it; here it only must not escape
+                log.warning("the batch in flight failed during a rebalance: %s", exc)
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in revoked]
+        log.info("revoked %s", _describe(partitions))
+
+
+def _partitions(messages: Sequence[Any]) -> set[tuple[str, int]]:
+    return {(m.topic(), m.partition()) for m in messages}
+
+
+def _describe(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"topic={p.topic} partition={p.partition}" for p in partitions) or "no partitions"
 
 
 def _is_error(message: Any) -> bool:

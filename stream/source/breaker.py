@@ -1,0 +1,39 @@
+"""A circuit breaker on bad records: a broken upstream stops the worker instead of being
+dead-lettered wholesale."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from stream.errors import KnnStreamError
+
+
+class CircuitOpenError(KnnStreamError):
+    """Too many bad records: the worker stops and commits nothing past the trip."""
+
+
+class BadRecordBreaker:
+    """Trips when the share of bad records in the last ``window`` records passes ``max_ratio``,
+    or when ``max_run`` bad records arrive in a row."""
+
+    def __init__(self, max_ratio: float, window: int, max_run: int) -> None:
+        self._max_ratio = max_ratio
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._max_run = max_run
+        self._run = 0
+
+    def observe(self, bad_flags: Iterable[bool]) -> None:
+        """Feed one batch's records in order (True = bad); raises :class:`CircuitOpenError` on a trip."""
+        for bad in bad_flags:
+            self._recent.append(bad)
+            self._run = self._run + 1 if bad else 0
+            if self._run >= self._max_run:
+                raise CircuitOpenError(f"{self._run} bad records in a row (limit {self._max_run})")
+        window = self._recent.maxlen or 0
+        if len(self._recent) == window and window > 0:
+            ratio = sum(self._recent) / window
+            if ratio > self._max_ratio:
+                raise CircuitOpenError(
+                    f"{ratio:.0%} of the last {window} records were bad (limit {self._max_ratio:.0%})"
+                )
