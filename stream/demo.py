@@ -8,13 +8,10 @@ latency, and stops what it started.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ import numpy as np
 
 from stream.errors import ConfigurationError, KnnStreamError
 from stream.kafka_admin import broker_reachable, create_topics, start_local_broker, stop_local_broker
+from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.produce import FeatureRecord, send
 from stream.settings import DemoSettings, TrainSettings
 from stream.train.job import train
@@ -75,15 +73,18 @@ def _run(settings: DemoSettings, workdir: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     topics = {"input": f"demo-features-{suffix}", "output": f"demo-predictions-{suffix}", "dlq": f"demo-dlq-{suffix}"}
     create_topics(settings.bootstrap_servers, list(topics.values()), partitions=4)
-    worker = _start_worker(settings, store, topics, suffix)
+    worker = start_worker_process(
+        settings.bootstrap_servers, store, "demo@production", topics, f"demo-{suffix}", settings.backend,
+        settings.dask_workers, settings.batch_max_records, settings.metrics_port, settings.scheduler,
+    )  # fmt: skip
     try:
-        _wait_healthy(worker, settings.metrics_port)
+        wait_worker_healthy(worker, settings.metrics_port)
+        print(f"worker ready; metrics at http://127.0.0.1:{settings.metrics_port}/metrics", flush=True)
         records, labels = _stream_records(centres, settings)
         tally = _exchange(settings, topics, records, worker)
         _report(settings, tally, labels)
     finally:
-        worker.terminate()
-        code = worker.wait(timeout=60)
+        code = stop_worker_process(worker)
         print(f"worker stopped with exit code {code}", flush=True)
 
 
@@ -108,56 +109,6 @@ def _stream_records(centres: np.ndarray, settings: DemoSettings) -> tuple[list[F
     features, labels = _blobs(centres, settings.records, seed=2)
     records = [FeatureRecord(f"demo-{i}", row) for i, row in enumerate(features.tolist())]
     return records, {record.id: int(label) for record, label in zip(records, labels, strict=True)}
-
-
-def _start_worker(settings: DemoSettings, store: str, topics: dict[str, str], suffix: str) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "stream",
-        "serve",
-        "--bootstrap-servers",
-        settings.bootstrap_servers,
-        "--input-topic",
-        topics["input"],
-        "--output-topic",
-        topics["output"],
-        "--dlq-topic",
-        topics["dlq"],
-        "--group-id",
-        f"demo-{suffix}",
-        "--model",
-        "demo@production",
-        "--store",
-        store,
-        "--metrics-port",
-        str(settings.metrics_port),
-        "--metrics-host",
-        "127.0.0.1",
-        "--backend",
-        settings.backend,
-        "--dask-workers",
-        str(settings.dask_workers),
-        "--batch-max-records",
-        str(settings.batch_max_records),
-    ]
-    if settings.scheduler:
-        command += ["--scheduler", settings.scheduler]
-    return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def _wait_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise KnnStreamError(f"the worker exited with code {worker.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise KnnStreamError(f"the worker was not healthy within {timeout_s:.0f} s")
 
 
 def _exchange(

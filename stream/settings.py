@@ -157,3 +157,22 @@ class DemoSettings(ComputeSettings):
     metrics_port: int = Field(9108, ge=0, le=65535, description="port of the worker's /metrics endpoint")
     batch_max_records: int = Field(10_000, ge=1, description="micro-batch size of the worker")
     timeout_s: float = Field(600.0, gt=0, description="give up when the predictions take longer than this")
+
+
+class BenchSettings(ComputeSettings):
+    """``knnstream bench``: raw predict throughput against end-to-end throughput, in one run."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka to use; a local broker is started there when none answers"
+    )
+    index_rows: int = Field(100_000, ge=1, description="rows of the model's index")
+    features: int = Field(32, ge=1, description="features per record")
+    k: int = Field(5, ge=1, description="number of neighbours")
+    batch_size: int = Field(10_000, ge=1, description="micro-batch size (records)")
+    records: int = Field(100_000, ge=1, description="records streamed end to end")
+    partitions: int = Field(4, ge=1, description="partitions of the input topic")
+    workers: int = Field(1, ge=1, description="Dask workers (GPUs on the GPU backend)")
+    format: Literal["json"] = Field("json", description="record format")
+    latency_seconds: float = Field(10.0, gt=0, description="length of the fixed-load latency phase")
+    json_output: bool = Field(False, description="print one JSON object instead of a table (flag: --json)")
+    metrics_port: int = Field(9109, ge=0, le=65535, description="port of the benchmarked worker's /metrics")

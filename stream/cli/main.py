@@ -1,4 +1,4 @@
-"""``knnstream``: train, serve, produce, models, demo."""
+"""``knnstream``: train, serve, produce, models, demo, bench, score, replay."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from stream.cli.backfill import add_backfill_parsers
 from stream.cli.flags import add_settings_flags, build_settings
 from stream.cli.models import add_models_parser
 from stream.errors import KnnStreamError
 from stream.logs import configure_logging
-from stream.settings import DemoSettings, ProduceSettings, ServeSettings, TrainSettings
+from stream.settings import BenchSettings, DemoSettings, ProduceSettings, ServeSettings, TrainSettings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -50,6 +51,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from stream.bench import run_bench
+
+    run_bench(build_settings(BenchSettings, args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="knnstream", description="Streaming K-nearest-neighbours predictions on Kafka, on GPUs or CPUs."
@@ -65,7 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=summary)
         add_settings_flags(command, settings_class)
         command.set_defaults(handler=handler)
+    summary = "raw predict throughput vs end-to-end throughput and latency, from one run"
+    bench = commands.add_parser("bench", help=summary, description=summary)
+    add_settings_flags(bench, BenchSettings, skip=("json_output",))
+    bench.add_argument(
+        "--json",
+        dest="json_output",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print one JSON object instead of a table (env KNNSTREAM_JSON_OUTPUT)",
+    )
+    bench.set_defaults(handler=_bench)
     add_models_parser(commands)
+    add_backfill_parsers(commands)
     return parser
 
 

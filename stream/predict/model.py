@@ -92,6 +92,11 @@ class KnnPredictor:
         self._targets = self._xp.asarray(index.targets)
         self._search = _fit_search(index, backend)
 
+    @property
+    def array_module(self) -> Any:
+        """``cupy`` or ``numpy``: where this predictor's arrays live."""
+        return self._xp
+
     def kneighbors(self, features: Any, k: int | None = None) -> tuple[Any, Any]:
         """Distances and row numbers of the k nearest training rows, nearest first."""
         rows = self._xp.asarray(features, dtype=self._xp.float32)

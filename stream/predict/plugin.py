@@ -55,9 +55,9 @@ class ModelPlugin(WorkerPlugin):
         self.predictor = None
 
 
-def worker_predictor(version: str) -> KnnPredictor:
-    """The predictor of ``version`` held by the Dask worker running the current task."""
-    plugin = get_worker().plugins.get(plugin_name(version))
+def worker_predictor(version: str, worker: Any = None) -> KnnPredictor:
+    """The predictor of ``version`` held by ``worker`` (default: the worker running this task)."""
+    plugin = (worker or get_worker()).plugins.get(plugin_name(version))
     if not isinstance(plugin, ModelPlugin) or plugin.predictor is None:
         raise RuntimeError(f"this Dask worker holds no knnstream model of version {version}")
     return plugin.predictor

@@ -1,0 +1,244 @@
+"""``knnstream bench``: how close the whole pipeline comes to the model's raw predict speed.
+
+One run on one machine measures
+  (a) raw predict throughput: every Dask worker predicts batches of the benchmark's size with
+      the served model, concurrently, data already on the worker — the ceiling;
+  (b) end-to-end throughput: a backlog of records in the input topic until every prediction is
+      acknowledged in the output topic, through ``knnstream serve`` as deployed;
+  (c) end-to-end latency p50/p99 at a fixed offered load of half of (b);
+and prints (b)/(a).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, Producer
+
+from model_store import ManifestDraft, ModelStore
+from stream.backend import Backend, resolve_backend
+from stream.errors import KnnStreamError
+from stream.kafka_admin import broker_reachable, create_topics, start_local_broker, stop_local_broker
+from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
+from stream.predict.cluster import close_client, start_client
+from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
+from stream.predict.plugin import ModelPlugin, worker_predictor
+from stream.produce import FeatureRecord, send
+from stream.settings import BenchSettings
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    backend: str
+    index_rows: int
+    features: int
+    k: int
+    batch_size: int
+    records: int
+    partitions: int
+    workers: int
+    raw_rows_per_s: float
+    e2e_rows_per_s: float
+    ratio: float
+    offered_rows_per_s: float
+    p50_ms: float
+    p99_ms: float
+    machine: str
+    date: str
+
+
+def run_bench(settings: BenchSettings) -> BenchResult:
+    backend = resolve_backend(settings.backend)
+    started_broker = False
+    if not broker_reachable(settings.bootstrap_servers):
+        start_local_broker(settings.bootstrap_servers)
+        started_broker = True
+    try:
+        with tempfile.TemporaryDirectory(prefix="knnstream-bench-") as workdir:
+            store = _publish_index(settings, backend, Path(workdir))
+            raw = _raw_throughput(settings, backend, store)
+            e2e, offered, p50, p99 = _end_to_end(settings, backend, store)
+    finally:
+        if started_broker:
+            stop_local_broker(settings.bootstrap_servers)
+    result = BenchResult(
+        backend, settings.index_rows, settings.features, settings.k, settings.batch_size, settings.records,
+        settings.partitions, settings.workers, raw, e2e, e2e / raw, offered, p50, p99,
+        f"{platform.node()} ({platform.machine()}, {_device_name(backend)})", time.strftime("%Y-%m-%d"),
+    )  # fmt: skip
+    print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
+    return result
+
+
+def format_table(result: BenchResult) -> str:
+    rows = [
+        ("backend", result.backend),
+        ("index", f"{result.index_rows:,} x {result.features}, k={result.k}"),
+        ("batch size", f"{result.batch_size:,}"),
+        ("workers", str(result.workers)),
+        ("(a) raw predict", f"{result.raw_rows_per_s:,.0f} rows/s"),
+        ("(b) end to end", f"{result.e2e_rows_per_s:,.0f} rows/s ({result.records:,} records)"),
+        ("(b)/(a)", f"{result.ratio:.2f}"),
+        ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
+        ("machine", result.machine),
+        ("date", result.date),
+    ]
+    return "\n".join(f"{name:<20}{value}" for name, value in rows)
+
+
+def _publish_index(settings: BenchSettings, backend: Backend, workdir: Path) -> str:
+    """A model of ``index_rows`` random rows in a fresh store; returns the store root."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(settings.index_rows, settings.features)).astype(np.float32)
+    labels = rng.integers(0, 10, settings.index_rows)
+    index = index_from_training_data("classification", settings.k, "euclidean", features, labels)
+    root = str(workdir / "models")
+    draft = ManifestDraft(
+        task="classification", k=settings.k, metric="euclidean",
+        feature_names=tuple(f"f{i}" for i in range(settings.features)), n_features=settings.features,
+        classes=tuple(index.classes.tolist()), training_rows=settings.index_rows, backend=backend, format=FORMAT,
+    )  # fmt: skip
+    ModelStore(root).publish("bench", {MODEL_FILE: index.to_npz()}, draft, aliases=["production"])
+    return root
+
+
+def _raw_throughput(settings: BenchSettings, backend: Backend, store: str) -> float:
+    """Rows per second of all workers predicting concurrently, data already on the workers."""
+    client = start_client(backend, settings.scheduler, settings.workers)
+    try:
+        manifest = ModelStore(store).resolve("bench@production")
+        client.register_plugin(ModelPlugin(store, manifest.name, manifest.version, backend))
+        rounds = max(3, min(20, 200_000 // settings.batch_size))
+        timings = client.run(_time_predictions, manifest.version, settings.batch_size, settings.features, rounds)
+    finally:
+        close_client(client)
+    # The workers ran at the same time: the slowest one bounds the aggregate.
+    return float(len(timings) * settings.batch_size * rounds / max(timings.values()))
+
+
+def _time_predictions(version: str, batch_size: int, n_features: int, rounds: int, dask_worker: Any = None) -> float:
+    """On a Dask worker (``client.run``): seconds to predict ``rounds`` batches, after a warm-up batch."""
+    predictor = worker_predictor(version, dask_worker)
+    xp = predictor.array_module
+    batch = xp.asarray(np.random.default_rng(1).normal(size=(batch_size, n_features)).astype(np.float32))
+    _synchronise(predictor.predict(batch))
+    started = time.perf_counter()
+    for _ in range(rounds):
+        _synchronise(predictor.predict(batch))
+    return time.perf_counter() - started
+
+
+def _synchronise(frame: Any) -> None:
+    frame["prediction"].to_numpy()  # brings the result to the host, so GPU work is finished
+
+
+def _end_to_end(settings: BenchSettings, backend: Backend, store: str) -> tuple[float, float, float, float]:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"input": f"bench-in-{suffix}", "output": f"bench-out-{suffix}", "dlq": f"bench-dlq-{suffix}"}
+    create_topics(settings.bootstrap_servers, [topics["input"], topics["output"]], settings.partitions)
+    create_topics(settings.bootstrap_servers, [topics["dlq"]], 1)
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4"})
+    send(producer, topics["input"], _records(settings, "b", settings.records))
+    worker = start_worker_process(
+        settings.bootstrap_servers, store, "bench@production", topics, f"bench-{suffix}", backend,
+        settings.workers, settings.batch_size, settings.metrics_port, settings.scheduler,
+    )  # fmt: skip
+    try:
+        wait_worker_healthy(worker, settings.metrics_port)
+        reader = _OutputReader(settings.bootstrap_servers, topics["output"])
+        started = time.monotonic()
+        reader.wait_for(settings.records, timeout_s=1800)
+        e2e = settings.records / (time.monotonic() - started)
+        offered = e2e / 2
+        count = max(1, int(offered * settings.latency_seconds))
+        latencies = _latency_phase(producer, topics["input"], reader, _records(settings, "l", count), offered)
+        reader.close()
+    finally:
+        stop_worker_process(worker)
+    p50, p99 = np.percentile(latencies, [50, 99])
+    return e2e, offered, float(p50), float(p99)
+
+
+def _latency_phase(
+    producer: Producer, topic: str, reader: _OutputReader, records: list[FeatureRecord], rate: float
+) -> np.ndarray:
+    sent_at: dict[str, float] = {}
+    sender = threading.Thread(
+        target=send, args=(producer, topic, records, rate),
+        kwargs={"on_sent": lambda record: sent_at.__setitem__(record.id, time.monotonic())}, daemon=True,
+    )  # fmt: skip
+    sender.start()
+    reader.wait_for(reader.count + len(records), timeout_s=600)
+    sender.join()
+    return np.array([(reader.received_at[r.id] - sent_at[r.id]) * 1000 for r in records])
+
+
+def _records(settings: BenchSettings, prefix: str, count: int) -> list[FeatureRecord]:
+    rows = np.random.default_rng(len(prefix) + count).normal(size=(count, settings.features))
+    return [FeatureRecord(f"{prefix}{i}", row) for i, row in enumerate(rows.round(5).tolist())]
+
+
+class _OutputReader:
+    """Reads the output topic; remembers when each id's prediction arrived."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        })  # fmt: skip
+        self._consumer.subscribe([topic])
+        self.received_at: dict[str, float] = {}
+
+    @property
+    def count(self) -> int:
+        return len(self.received_at)
+
+    def wait_for(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.count < count:
+            if time.monotonic() > deadline:
+                raise KnnStreamError(f"only {self.count} of {count} predictions within {timeout_s:.0f} s")
+            for message in self._consumer.consume(num_messages=10_000, timeout=0.2):
+                value = message.value()
+                if message.error() is None and value is not None:
+                    self.received_at.setdefault(json.loads(value)["id"], time.monotonic())
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _device_name(backend: Backend) -> str:
+    if backend == "gpu":
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            return str(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0)))
+        except Exception:  # noqa: BLE001 - the name is decoration; the figures stand without it
+            return "GPU"
+    return f"{platform.processor() or 'CPU'}, {_cpu_count()} cores"
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def main_bench(settings: BenchSettings) -> int:
+    run_bench(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_bench(BenchSettings()))

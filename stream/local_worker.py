@@ -1,0 +1,61 @@
+"""Running ``knnstream serve`` as a child process, for the demo and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+from stream.errors import KnnStreamError
+
+
+def start_worker_process(
+    bootstrap_servers: str,
+    store: str,
+    model: str,
+    topics: dict[str, str],
+    group_id: str,
+    backend: str,
+    dask_workers: int,
+    batch_max_records: int,
+    metrics_port: int,
+    scheduler: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start the worker; ``topics`` names the ``input``, ``output`` and ``dlq`` topics."""
+    command = [
+        sys.executable, "-m", "stream", "serve",
+        "--bootstrap-servers", bootstrap_servers, "--input-topic", topics["input"],
+        "--output-topic", topics["output"], "--dlq-topic", topics["dlq"], "--group-id", group_id,
+        "--model", model, "--store", store, "--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1",
+        "--backend", backend, "--dask-workers", str(dask_workers), "--batch-max-records", str(batch_max_records),
+    ]  # fmt: skip
+    if scheduler:
+        command += ["--scheduler", scheduler]
+    return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_worker_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 180.0) -> None:
+    """Wait until ``/healthz`` answers 200; fail early if the worker exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise KnnStreamError(f"the worker exited with code {worker.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise KnnStreamError(f"the worker was not healthy within {timeout_s:.0f} s")
+
+
+def stop_worker_process(worker: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+    """SIGTERM, then wait; a worker that does not stop in time is killed."""
+    worker.terminate()
+    try:
+        return worker.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        return worker.wait(timeout=10)
