@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv kafka kafka-stop lint test test-gpu demo clean
+.PHONY: venv kafka kafka-stop prometheus lint test test-gpu demo clean
 
 $(BIN)/knnstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ lint: venv
 	$(BIN)/ruff check stream model_store tests
 	$(BIN)/mypy
 
-test: venv kafka lint
+prometheus:
+	bash deploy/install-prometheus.sh
+
+test: venv kafka prometheus lint
 	$(BIN)/python -m pytest
 
 test-gpu: venv

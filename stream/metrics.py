@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import platform
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
+import confluent_kafka
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-# Bucket edges around a 250 ms end-to-end latency objective.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+from stream.source.lag import partition_lags
+
+if TYPE_CHECKING:
+    from stream.predict.gpu_memory import GpuMemorySample
+
+log = logging.getLogger(__name__)
+
+# Bucket edges around the 250 ms batch-latency objective: fine near it, coarse far from it.
+LATENCY_SLO_S = 0.25
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000)
 
 
@@ -61,17 +75,96 @@ class WorkerMetrics:
         )
         self.in_flight = Gauge("knnstream_inflight_batches", "Micro-batches being processed", registry=self.registry)
         self.model = Info("knnstream_model", "Model in use", registry=self.registry)
+        self.build = Info("knnstream_build", "Versions of the worker and its Kafka client", registry=self.registry)
+        self.build.info(_build_labels())
         self.last_progress = Gauge(
             "knnstream_last_progress_timestamp_seconds",
             "Unix time the consume loop last went round",
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "knnstream_consumer_lag_records",
+            "Records between the end of an assigned partition and the group's committed offset",
+            ("topic", "partition"),
+            registry=self.registry,
+        )
+        self.gpu_memory_used = Gauge(
+            "knnstream_gpu_memory_used_bytes",
+            "Memory in use on the GPU of a Dask worker",
+            ("worker", "device"),
+            registry=self.registry,
+        )
+        self.gpu_memory_total = Gauge(
+            "knnstream_gpu_memory_total_bytes",
+            "Memory of the GPU of a Dask worker",
+            ("worker", "device"),
+            registry=self.registry,
+        )
+        self._lag_labels: dict[str, set[tuple[str, str]]] = {}  # per librdkafka client name
+        self._gpu_labels: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
 
     def set_model(self, name: str, version: str) -> None:
         self.model.info({"name": name, "version": version})
 
     def mark_progress(self) -> None:
         self.last_progress.set(time.time())
+
+    def observe_consumer_stats(self, stats_json: str) -> None:
+        """librdkafka ``stats_cb``: one lag gauge per assigned partition; revoked ones are removed.
+
+        Never raises: an exception here would surface from the consumer's poll.
+        """
+        try:
+            stats = json.loads(stats_json)
+            lags = partition_lags(stats)
+            client = str(stats.get("name", ""))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("ignoring unreadable librdkafka statistics: %s", exc)
+            return
+        current = {(lag.topic, str(lag.partition)): lag.lag for lag in lags}
+        with self._lock:
+            for labels, value in current.items():
+                self.consumer_lag.labels(*labels).set(value)
+            previous = self._lag_labels.get(client, set())
+            owned_elsewhere = set().union(*(v for k, v in self._lag_labels.items() if k != client))
+            _remove_stale(self.consumer_lag, previous - current.keys() - owned_elsewhere)
+            self._lag_labels[client] = set(current)
+
+    def observe_gpu_memory(self, samples: Iterable[GpuMemorySample]) -> None:
+        """The latest GPU memory of every Dask worker; workers that left are removed."""
+        current = set()
+        with self._lock:
+            for sample in samples:
+                labels = (sample.worker, sample.device)
+                self.gpu_memory_used.labels(*labels).set(sample.used_bytes)
+                self.gpu_memory_total.labels(*labels).set(sample.total_bytes)
+                current.add(labels)
+            stale = self._gpu_labels - current
+            _remove_stale(self.gpu_memory_used, stale)
+            _remove_stale(self.gpu_memory_total, stale)
+            self._gpu_labels = current
+
+
+def _remove_stale(gauge: Gauge, label_sets: Iterable[tuple[str, ...]]) -> None:
+    for labels in label_sets:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            continue
+
+
+def _build_labels() -> dict[str, str]:
+    try:
+        version = metadata.version("knnstream")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {
+        "version": version,
+        "python_version": platform.python_version(),
+        "confluent_kafka_version": confluent_kafka.version()[0],
+        "librdkafka_version": confluent_kafka.libversion()[0],
+    }
 
 
 class Health:

@@ -21,6 +21,7 @@ from stream.pipeline import Pipeline, PipelineConfig
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor
 from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
+from stream.predict.gpu_memory import GpuMemoryMonitor
 from stream.settings import ServeSettings
 from stream.sink.commit import AtLeastOnce, BatchCompleter, ExactlyOnce
 from stream.sink.kafka import KafkaSink, transactional_producer_config
@@ -59,13 +60,16 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     backend = resolve_backend(settings.backend)
     store = ModelStore(settings.store)
     manifest = _resolve_model(store, settings)
-    source = KafkaSource(settings)
+    metrics, health = WorkerMetrics(), Health()
+    source = KafkaSource(settings, stats_cb=metrics.observe_consumer_stats)
     completer = _completer(settings, source)
     source.check_topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
-    metrics, health = WorkerMetrics(), Health()
     server = MetricsServer(metrics, health, settings.metrics_host, settings.metrics_port)
-    client = start_client(backend, settings.scheduler, settings.dask_workers)
+    client = start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size)
+    gpu_memory = GpuMemoryMonitor(client, metrics.observe_gpu_memory) if backend == "gpu" else None
     try:
+        if gpu_memory is not None:
+            gpu_memory.start()
         predictor = DaskPredictor(client, backend)
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
         follower.start(manifest)
@@ -91,6 +95,8 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         )
         _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:
+        if gpu_memory is not None:
+            gpu_memory.stop()
         source.close()
         completer.close()
         server.stop()
@@ -120,6 +126,7 @@ def _follower(
         FollowMetrics(metrics.registry),
         on_switch=lambda switched: metrics.set_model(switched.name, switched.version),
         interval_s=settings.model_poll_interval_s,
+        max_batch_rows=settings.batch_max_records,
     )
 
 

@@ -1,0 +1,62 @@
+"""JSON log lines: the record fields (topic, partition, offset, model_version) travel as extras."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from stream.logs import JsonFormatter, configure_logging
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_record_extras_become_json_fields(capsys: pytest.CaptureFixture[str], restore_root_logger: None) -> None:
+    configure_logging("INFO")  # standard error is captured, not a terminal: JSON lines
+    log = logging.getLogger("knnstream.test")
+    log.warning(
+        "dead-lettering record",
+        extra={"topic": "features", "partition": 2, "offset": 41, "model_version": "v7", "record_id": "rec-1"},
+    )
+    log.info("plain message")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("batch failed", extra={"topic": "features", "partition": 0, "offset": 5})
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 3
+    first, plain, failed = lines
+    assert first["message"] == "dead-lettering record" and first["level"] == "warning"
+    assert first["logger"] == "knnstream.test"
+    assert (first["topic"], first["partition"], first["offset"], first["model_version"]) == ("features", 2, 41, "v7")
+    assert "record_id" not in first, "only the known record fields are copied, never arbitrary extras"
+    assert {"topic", "partition", "offset", "model_version", "exception"}.isdisjoint(plain)
+    assert failed["partition"] == 0 and failed["offset"] == 5 and "model_version" not in failed
+    assert "ValueError: boom" in failed["exception"]
+    assert first["time"].endswith("+00:00")
+
+
+def test_text_lines_when_json_is_turned_off(capsys: pytest.CaptureFixture[str], restore_root_logger: None) -> None:
+    configure_logging("INFO", json_lines=False)
+    logging.getLogger("knnstream.test").info("offset %d committed", 9, extra={"offset": 9})
+    line = capsys.readouterr().err.strip()
+    assert line.endswith("INFO knnstream.test: offset 9 committed")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(line)
+
+
+def test_non_json_values_are_written_as_strings() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "switched", (), None)
+    record.model_version = object()  # anything unserialisable degrades to its str()
+    document = json.loads(JsonFormatter().format(record))
+    assert document["model_version"].startswith("<object object")
