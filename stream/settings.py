@@ -47,6 +47,9 @@ class ComputeSettings(_Base):
     backend: BackendChoice = Field("auto", description="cpu, gpu, or auto (gpu when CUDA and RAPIDS are usable)")
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler; a local cluster when unset")
     dask_workers: int = Field(2, ge=1, description="workers of the local Dask cluster (one per GPU on GPU hosts)")
+    rmm_pool_size: str | None = Field(
+        None, description="RMM memory pool of each local dask-cuda worker, e.g. 20GB or 0.8 (GPU backend)"
+    )
 
 
 class ServeSettings(KafkaSettings, ComputeSettings):

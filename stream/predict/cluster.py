@@ -13,7 +13,7 @@ from stream.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 
-def start_client(backend: Backend, scheduler: str | None, n_workers: int) -> Client:
+def start_client(backend: Backend, scheduler: str | None, n_workers: int, rmm_pool_size: str | None = None) -> Client:
     """Connect to ``scheduler`` or start a local cluster of the backend's kind."""
     if scheduler:
         try:
@@ -21,16 +21,16 @@ def start_client(backend: Backend, scheduler: str | None, n_workers: int) -> Cli
         except OSError as exc:
             raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     _quiet_dask_logs()
-    cluster = _local_cluster(backend, n_workers)
+    cluster = _local_cluster(backend, n_workers, rmm_pool_size)
     log.info("started a local %s Dask cluster with %d workers", backend, n_workers)
     return Client(cluster)
 
 
-def _local_cluster(backend: Backend, n_workers: int) -> Any:
+def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None) -> Any:
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        return LocalCUDACluster(n_workers=n_workers, dashboard_address=":0")
+        return LocalCUDACluster(n_workers=n_workers, dashboard_address=":0", rmm_pool_size=rmm_pool_size)
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,

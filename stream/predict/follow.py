@@ -66,6 +66,7 @@ class ModelFollower:
         metrics: FollowMetrics,
         on_switch: Callable[[Manifest], None],
         interval_s: float = 5.0,
+        max_batch_rows: int = 10_000,
     ) -> None:
         self._store = store
         self._served = served
@@ -76,6 +77,7 @@ class ModelFollower:
         self._metrics = metrics
         self._on_switch = on_switch
         self._interval_s = interval_s
+        self._max_batch_rows = max_batch_rows
         self._next_check = time.monotonic() + interval_s
         self._refused: set[str] = set()
 
@@ -142,7 +144,7 @@ class ModelFollower:
             )
 
     def _plugin(self, manifest: Manifest) -> ModelPlugin:
-        return ModelPlugin(self._store.root, manifest.name, manifest.version, self._backend)
+        return ModelPlugin(self._store.root, manifest.name, manifest.version, self._backend, self._max_batch_rows)
 
 
 def parse_shadow(text: str | None) -> ModelRef | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from stream.backend import Backend, get_array_pkg, get_df_pkg
 from stream.errors import KnnStreamError
+from stream.predict.memory import predict_in_pieces
 
 MODEL_FILE = "model.npz"
 FORMAT = "npz"
@@ -85,9 +86,10 @@ def index_from_training_data(task: str, k: int, metric: str, features: np.ndarra
 class KnnPredictor:
     """A fitted brute-force neighbour search plus the vote, on one backend."""
 
-    def __init__(self, index: KnnIndex, backend: Backend) -> None:
+    def __init__(self, index: KnnIndex, backend: Backend, max_rows: int = 65_536) -> None:
         self.index = index
         self.backend = backend
+        self.max_rows = max_rows
         self._xp = get_array_pkg(backend)
         self._targets = self._xp.asarray(index.targets)
         self._search = _fit_search(index, backend)
@@ -104,7 +106,20 @@ class KnnPredictor:
         return self._xp.asarray(distances), self._xp.asarray(indices)
 
     def predict(self, features: Any) -> Any:
-        """A dataframe with ``prediction`` and ``distance`` (to the nearest neighbour)."""
+        """A dataframe with ``prediction`` and ``distance`` (to the nearest neighbour).
+
+        On the GPU a large batch is predicted in pieces; a piece that runs out of device memory
+        is halved and retried.
+        """
+        if self.backend == "gpu":
+            rows = self._xp.asarray(getattr(features, "values", features), dtype=self._xp.float32)
+            df = get_df_pkg(self.backend)
+            return predict_in_pieces(
+                self._predict_rows, rows, lambda frames: df.concat(frames, ignore_index=True), self.max_rows
+            )
+        return self._predict_rows(features)
+
+    def _predict_rows(self, features: Any) -> Any:
         distances, indices = self.kneighbors(features)
         df = get_df_pkg(self.backend)
         if self.index.task == "classification":
@@ -143,5 +158,5 @@ def _fit_search(index: KnnIndex, backend: Backend) -> Any:
     return search.fit(index.features)
 
 
-def build_predictor(index: KnnIndex, backend: Backend) -> KnnPredictor:
-    return KnnPredictor(index, backend)
+def build_predictor(index: KnnIndex, backend: Backend, max_rows: int = 65_536) -> KnnPredictor:
+    return KnnPredictor(index, backend, max_rows)

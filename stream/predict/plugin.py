@@ -17,6 +17,7 @@ from distributed import WorkerPlugin, get_worker
 
 from model_store import ModelStore
 from stream.backend import Backend
+from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
 
 PLUGIN_PREFIX = "knnstream-model-"
@@ -30,17 +31,23 @@ def plugin_name(version: str) -> str:
 class ModelPlugin(WorkerPlugin):
     """Loads one model version from the store onto a Dask worker."""
 
-    def __init__(self, store_root: str, model_name: str, version: str, backend: Backend) -> None:
+    def __init__(
+        self, store_root: str, model_name: str, version: str, backend: Backend, max_batch_rows: int = 10_000
+    ) -> None:
         self.store_root = store_root
         self.model_name = model_name
         self.version = version
         self.backend = backend
+        self.max_batch_rows = max_batch_rows
         self.name = plugin_name(version)
         self.predictor: KnnPredictor | None = None
 
     def setup(self, worker: Any) -> None:
         loaded = ModelStore(self.store_root).load(f"{self.model_name}:{self.version}")
         index = KnnIndex.from_npz(loaded.files[MODEL_FILE])
+        if self.backend == "gpu":
+            rows, n_features = index.features.shape
+            check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes())
         self.predictor = build_predictor(index, self.backend)
         log.info(
             "model %s:%s loaded on worker %s (%d rows, backend %s)",

@@ -1,0 +1,72 @@
+"""The model plugin on a real local Dask cluster (dask-cuda with ``-m gpu``): every worker, late joiners too."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_store import ModelStore
+from stream.backend import Backend, get_df_pkg
+from stream.predict.cluster import close_client, start_client
+from stream.predict.distributed import DaskPredictor, ModelLoadError
+from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
+from stream.predict.plugin import ModelPlugin, plugin_name
+from stream.settings import TrainSettings
+from stream.train.job import train
+from tests.helpers import blobs, write_history
+
+
+def _publish(tmp_path: Path, store: str) -> str:
+    data = write_history(tmp_path / "history.parquet", rows=2000)
+    settings = TrainSettings(data=str(data), label="label", k="5", store=store, name="blobs", backend="cpu")
+    return train(settings).version
+
+
+def _holds_model(name: str, dask_worker: object = None) -> bool:
+    plugin = dask_worker.plugins.get(name)  # type: ignore[attr-defined]
+    return isinstance(plugin, ModelPlugin) and plugin.predictor is not None
+
+
+def test_every_worker_holds_the_model_and_predictions_match(tmp_path: Path, tmp_store: str, backend: Backend) -> None:
+    version = _publish(tmp_path, tmp_store)
+    client = start_client(backend, None, 1)
+    try:
+        predictor = DaskPredictor(client, backend)
+        predictor.load(ModelPlugin(tmp_store, "blobs", version, backend))
+        predictor.activate(version)
+        queries, _ = blobs(3000, seed=3)
+        frame = get_df_pkg(backend).DataFrame(queries.astype(np.float32))
+        prediction = predictor.predict(frame)
+        index = KnnIndex.from_npz(ModelStore(tmp_store).load(f"blobs:{version}").files[MODEL_FILE])
+        expected, distances = build_predictor(index, "cpu").predict_host(queries)
+        np.testing.assert_array_equal(prediction.frame["prediction"].to_numpy(), expected)
+        np.testing.assert_allclose(prediction.frame["distance"].to_numpy(), distances, rtol=1e-4, atol=1e-4)
+        assert prediction.version == version
+        if backend == "cpu":  # a GPU host of one card cannot start a second dask-cuda worker
+            client.cluster.scale(2)
+            client.wait_for_workers(2, timeout=60)
+            deadline = time.monotonic() + 30
+            while not all(client.run(_holds_model, plugin_name(version)).values()):
+                assert time.monotonic() < deadline, "the late worker never loaded the model"
+                time.sleep(0.1)
+    finally:
+        close_client(client)
+
+
+@pytest.mark.parametrize("backend", ["cpu"])
+def test_a_version_that_fails_to_verify_is_refused(tmp_path: Path, tmp_store: str, backend: Backend) -> None:
+    version = _publish(tmp_path, tmp_store)
+    model_file = Path(tmp_store) / "blobs" / "versions" / version / MODEL_FILE
+    payload = bytearray(model_file.read_bytes())
+    payload[100] ^= 0xFF
+    model_file.write_bytes(bytes(payload))
+    client = start_client(backend, None, 1)
+    try:
+        with pytest.raises(ModelLoadError, match="ChecksumMismatchError"):
+            DaskPredictor(client, backend).load(ModelPlugin(tmp_store, "blobs", version, backend))
+        assert plugin_name(version) not in client.run(lambda dask_worker: list(dask_worker.plugins)).popitem()[1]
+    finally:
+        close_client(client)
