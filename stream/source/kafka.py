@@ -4,8 +4,9 @@ One consumer for the life of the worker (built on first use, never in a construc
 automatic commits and automatic offset storage are off: offsets are committed explicitly, after
 the predictions are acknowledged (see :mod:`stream.sink.commit`).
 
-While a batch is in flight the assigned partitions are paused and the consumer keeps polling,
-so a slow batch never makes it leave the group (``max.poll.interval.ms``). A partition revoked
+While a batch is in flight the consumer keeps polling: it reads ahead the next batch, then
+pauses the partitions and polls on, so a slow batch never makes it leave the group
+(``max.poll.interval.ms``). A partition revoked
 by a rebalance is handed over only once the batch in flight is complete, and records of
 partitions no longer assigned are dropped from the next batch: their new owner reads them
 from the committed offset.
@@ -53,6 +54,7 @@ class KafkaSource:
         self._consumer: Consumer | None = None
         self._strays: list[Any] = []  # records returned by a poll while a batch was in flight
         self._in_flight: Future[Any] | None = None
+        self._group_metadata: Any = None  # as the consumer thread last saw it; see group_metadata()
 
     @property
     def consumer(self) -> Consumer:
@@ -76,24 +78,38 @@ class KafkaSource:
         if batch is None:
             return None
         owned = self._owned(batch.messages)
+        self._refresh_group_metadata(self.consumer)
         return MicroBatch(owned, batch.opened_at) if owned else None
 
     def wait_paused(self, future: Future[Any], on_tick: Callable[[], None]) -> None:
-        """Keep polling, with the partitions paused, until ``future`` (the batch in flight) is done."""
+        """Keep polling until ``future`` (the batch in flight) is done.
+
+        The polls read ahead the next batch (at most one batch of records); once it is full the
+        partitions are paused and polling goes on without reading, so a slow batch never makes
+        the consumer leave the group.
+        """
         self._in_flight = future
         consumer = self.consumer
-        paused = consumer.assignment()
-        consumer.pause(paused)
+        paused: list[TopicPartition] = []
         try:
             while not future.done():
                 on_tick()
-                message = consumer.poll(0.1)
-                if message is not None and not _is_error(message):
-                    self._strays.append(message)
+                room = self._settings.batch_max_records - len(self._strays)
+                if room > 0:
+                    self._strays.extend(self._poll_consumer(min(room, 10_000), 0.05))
+                else:
+                    if not paused:
+                        paused = consumer.assignment()
+                        consumer.pause(paused)
+                    message = consumer.poll(0.1)
+                    if message is not None and not _is_error(message):
+                        self._strays.append(message)
+                self._refresh_group_metadata(consumer)
         finally:
             self._in_flight = None
-            still_assigned = {(p.topic, p.partition) for p in consumer.assignment()}
-            consumer.resume([p for p in paused if (p.topic, p.partition) in still_assigned])
+            if paused:
+                still_assigned = {(p.topic, p.partition) for p in consumer.assignment()}
+                consumer.resume([p for p in paused if (p.topic, p.partition) in still_assigned])
 
     def commit(self, batch: MicroBatch) -> None:
         """Synchronously commit the offsets after every record of the batch."""
@@ -115,7 +131,17 @@ class KafkaSource:
                 )
 
     def group_metadata(self) -> Any:
-        return self.consumer.consumer_group_metadata()
+        """The consumer group metadata (member id, generation) for a transaction's offsets.
+
+        Called from the batch thread, so it returns what the consumer thread last read (before
+        the batch, at every poll while it is in flight, and in the rebalance callbacks): a call
+        to the consumer from another thread waits for a gap between polls, and the polling loop
+        of :meth:`wait_paused` leaves none. A member that lost its partitions thus sends its
+        offsets with its old identity, and the group coordinator fences the transaction.
+        """
+        if self._group_metadata is None:
+            self._refresh_group_metadata(self.consumer)
+        return self._group_metadata
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -126,6 +152,9 @@ class KafkaSource:
         if self._strays:
             taken, self._strays = self._strays[:max_messages], self._strays[max_messages:]
             return taken
+        return self._poll_consumer(max_messages, timeout_s)
+
+    def _poll_consumer(self, max_messages: int, timeout_s: float) -> list[Any]:
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout_s)
         return [message for message in messages if not _is_error(message)]
 
@@ -136,11 +165,16 @@ class KafkaSource:
             log.info("dropped %d records of partitions revoked while the batch was filling", len(messages) - len(owned))
         return owned
 
+    def _refresh_group_metadata(self, consumer: Consumer) -> None:
+        self._group_metadata = consumer.consumer_group_metadata()
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._refresh_group_metadata(consumer)
         log.info("assigned %s", _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the batch in flight finish (and commit) before its partitions move."""
+        self._refresh_group_metadata(consumer)  # the new generation, or no member id when the partitions were lost
         in_flight = self._in_flight
         if in_flight is not None and not in_flight.done():
             log.info("waiting for the batch in flight before giving up %s", _describe(partitions))

@@ -65,3 +65,31 @@ def test_an_all_bad_batch_has_an_empty_matrix_of_the_right_width() -> None:
     decoded = decode_batch([FakeMessage(b"", offset=0)], n_features=3, max_record_bytes=10)
     assert decoded.features.shape == (0, 3)
     assert not math.isnan(float(decoded.features.sum()))
+
+
+def test_columnar_and_record_by_record_decoding_agree() -> None:
+    from stream.source.decode import decode_columnar, decode_records
+
+    rows = np.random.default_rng(0).normal(size=(300, 4)).round(4).tolist()
+    rows[7] = [1, 2, 3, 4]  # integers are numbers too
+    messages = [FakeMessage(_value(f"id{i}", row), offset=i) for i, row in enumerate(rows)]
+    messages.append(FakeMessage(b'{"features": [1, 2, 3, 4], "id": "pretty",\n "extra": {"a": 1}}', offset=300))
+    columnar = decode_columnar([m.value() or b"" for m in messages], 4)
+    assert columnar is not None
+    records = decode_records(messages, 4, 10_000)
+    assert columnar[0] == list(records.ids)
+    np.testing.assert_array_equal(columnar[1], records.features)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [b'{"id": 5, "features": [1, 2, 3, 4]}', b'{"id": "x"}', b'{"id": "x", "features": [1, 2, 3]}',
+     b'{"id": "x", "features": [1, 2, 3, 1e400]}', b'{"id": "", "features": [1, 2, 3, 4]}', b"[]"],
+)  # fmt: skip
+def test_one_odd_record_sends_the_batch_down_the_explaining_path(odd: bytes) -> None:
+    from stream.source.decode import decode_columnar
+
+    messages = [FakeMessage(_value("good", [1.0, 2.0, 3.0, 4.0])), FakeMessage(odd, offset=1)]
+    assert decode_columnar([m.value() or b"" for m in messages], 4) is None
+    decoded = decode_batch(messages, n_features=4, max_record_bytes=1000)
+    assert list(decoded.ids) == ["good"] and len(decoded.dead_letters) == 1
