@@ -28,7 +28,7 @@ def read_input(path: str, backend: Backend, id_column: str, features: Sequence[s
             separator = "\t" if lowered.endswith(".tsv") else ","
             table = dd.read_csv(path, sep=separator, dtype={**dict.fromkeys(features, "float64"), id_column: "str"})
         else:
-            table = dd.read_parquet(path)
+            table = dd.read_parquet(path, blocksize=None)  # one partition per file, on both backends
     except (OSError, ValueError) as exc:
         raise BackfillError(f"cannot read input data at {path}: {exc}") from exc
     if id_column not in table.columns and table.index.name == id_column:

@@ -42,7 +42,7 @@ def _expected(trained: Trained, frame: pd.DataFrame) -> pd.DataFrame:
 def _check_predictions(trained: Trained, output: pd.DataFrame, inputs: pd.DataFrame) -> None:
     expected = _expected(trained, inputs).loc[output["id"]]
     assert output["prediction"].tolist() == expected["prediction"].tolist()
-    np.testing.assert_allclose(output["distance"], expected["distance"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output["distance"], expected["distance"], rtol=1e-4, atol=1e-4)  # float32 on GPU
     assert set(output["model_version"]) == {trained.manifest.version}
 
 
