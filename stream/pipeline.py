@@ -77,7 +77,6 @@ class Pipeline:
         self,
         config: PipelineConfig,
         predict_frame: Callable[[Any], Prediction],
-        to_frame: Callable[[Any], Any],
         completer: BatchCompleter,
         rewind: Callable[[MicroBatch], None],
         breaker: BadRecordBreaker,
@@ -86,7 +85,6 @@ class Pipeline:
     ) -> None:
         self._config = config
         self._predict_frame = predict_frame
-        self._to_frame = to_frame
         self._completer = completer
         self._rewind = rewind
         self._breaker = breaker
@@ -148,7 +146,7 @@ class Pipeline:
         if len(stage.decoded.ids) == 0:
             empty = to_host_numpy([])
             return PredictedStage(stage.batch, stage.decoded, empty, empty, "")
-        prediction = self._predict_frame(self._to_frame(stage.decoded.features))
+        prediction = self._predict_frame(stage.decoded.features)
         self._metrics.predict_time.observe(time.perf_counter() - started)
         self._on_prediction(prediction)
         return PredictedStage(

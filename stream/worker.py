@@ -6,15 +6,11 @@ import logging
 import signal
 import threading
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future
 from types import FrameType
-from typing import Any
-
-import numpy as np
 
 from model_store import Manifest, ModelStore, ModelStoreError, parse_model_ref
-from stream.backend import Backend, get_df_pkg, resolve_backend
+from stream.backend import Backend, resolve_backend
 from stream.errors import ConfigurationError
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.pipeline import Pipeline, PipelineConfig
@@ -86,7 +82,6 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         pipeline = Pipeline(
             _pipeline_config(settings, manifest.n_features),
             predictor.predict,
-            _frame_builder(backend, manifest.feature_names),
             completer,
             source.rewind,
             BadRecordBreaker(settings.bad_ratio_limit, settings.bad_ratio_window, settings.bad_run_limit),
@@ -186,14 +181,3 @@ def _pipeline_config(settings: ServeSettings, n_features: int) -> PipelineConfig
         max_record_bytes=settings.max_record_bytes,
         max_consecutive_failures=settings.max_batch_retries,
     )
-
-
-def _frame_builder(backend: Backend, feature_names: tuple[str, ...]) -> Callable[[np.ndarray], Any]:
-    """Host feature rows → a cuDF (GPU) or pandas (CPU) frame with the model's column names."""
-    df = get_df_pkg(backend)
-    columns = list(feature_names)
-
-    def to_frame(features: np.ndarray) -> Any:
-        return df.DataFrame(features, columns=columns)
-
-    return to_frame

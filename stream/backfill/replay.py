@@ -18,7 +18,7 @@ import numpy as np
 from distributed import Client
 
 from model_store import Manifest
-from stream.backend import Backend, get_df_pkg, resolve_backend
+from stream.backend import resolve_backend
 from stream.backfill.common import install_model, job_client, metrics_endpoint, resolve_manifest
 from stream.backfill.progress import BackfillMetrics, Progress, progress_line
 from stream.backfill.ranges import PartitionRange, resolve_ranges
@@ -70,7 +70,7 @@ def run_replay(
                 metrics_endpoint(metrics, settings.metrics_host, settings.metrics_port),
                 job_client(settings, backend, client) as dask_client,
             ):
-                scorer = _scorer(install_model(dask_client, backend, settings.store, manifest), backend, manifest)
+                scorer = _scorer(install_model(dask_client, backend, settings.store, manifest))
                 _replay(settings, manifest, ranges, reader, scorer, sink.deliver, progress)
         progress.finish()
     finally:
@@ -133,13 +133,11 @@ def _records(settings: ReplaySettings, decoded: DecodedBatch, score: Scorer) -> 
     return records
 
 
-def _scorer(predictor: DaskPredictor, backend: Backend, manifest: Manifest) -> Scorer:
+def _scorer(predictor: DaskPredictor) -> Scorer:
     """Host feature rows → (version, predictions, distances), through the workers' plugin."""
-    df = get_df_pkg(backend)
-    columns = list(manifest.feature_names)
 
     def score(features: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
-        prediction = predictor.predict(df.DataFrame(features, columns=columns))
+        prediction = predictor.predict(features)
         frame: Any = prediction.frame
         return prediction.version, frame["prediction"].to_numpy(), frame["distance"].to_numpy()
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from distributed import Client
 
-from stream.backend import Backend, get_df_pkg
+from stream.backend import Backend
 from stream.errors import KnnStreamError
 from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
 
 log = logging.getLogger(__name__)
+WORKER_COUNT_TTL_S = 5.0
 
 
 class ModelLoadError(KnnStreamError):
@@ -26,7 +30,7 @@ class Prediction:
 
     version: str
     frame: Any
-    shadow: Any | None = None
+    shadow: np.ndarray | None = None
     shadow_version: str | None = None
 
 
@@ -42,6 +46,8 @@ class DaskPredictor:
         self._backend = backend
         self.version: str | None = None
         self.shadow_version: str | None = None
+        self._workers = 1
+        self._workers_checked_at = -WORKER_COUNT_TTL_S
 
     def load(self, plugin: ModelPlugin) -> None:
         """Register the plugin; returns once every current worker has loaded and verified it."""
@@ -63,17 +69,20 @@ class DaskPredictor:
         if previous is not None and previous not in {version, self.version}:
             self._forget(previous)
 
-    def predict(self, features: Any) -> Prediction:
-        """Predictions of a frame of features, in its row order, by the version in use."""
+    def predict(self, features: np.ndarray) -> Prediction:
+        """Predictions of host feature rows, in their order, by the version in use.
+
+        The rows are split across the workers as host arrays; each worker turns its part into a
+        dataframe of its backend (cuDF on GPU workers) and sends back host results.
+        """
         if self.version is None:
             raise ModelLoadError("no model version is active")
         version, shadow_version = self.version, self.shadow_version
         parts = split_rows(features, self._worker_count())
         futures = [self._client.submit(predict_on_worker, part, version, shadow_version, pure=False) for part in parts]
         answers = self._client.gather(futures)
-        df = get_df_pkg(self._backend)
-        frame = df.concat([frame for frame, _ in answers], ignore_index=True)
-        shadow = None if shadow_version is None else df.concat([s for _, s in answers], ignore_index=True)
+        frame = pd.concat([frame for frame, _ in answers], ignore_index=True)
+        shadow = None if shadow_version is None else np.concatenate([s for _, s in answers])
         return Prediction(version, frame, shadow, shadow_version)
 
     def _forget(self, version: str) -> None:
@@ -83,12 +92,17 @@ class DaskPredictor:
             log.debug("plugin of version %s was not registered: %s", version, exc)
 
     def _worker_count(self) -> int:
-        return max(1, len(self._client.scheduler_info(n_workers=-1)["workers"]))
+        """How many parts a batch is split into; asked of the scheduler at most every few seconds."""
+        now = time.monotonic()
+        if now >= self._workers_checked_at + WORKER_COUNT_TTL_S:
+            self._workers = max(1, len(self._client.scheduler_info(n_workers=-1)["workers"]))
+            self._workers_checked_at = now
+        return self._workers
 
 
-def split_rows(frame: Any, parts: int) -> list[Any]:
+def split_rows(rows: np.ndarray, parts: int) -> list[np.ndarray]:
     """Contiguous, nearly equal row ranges; never an empty part."""
-    rows = len(frame)
-    parts = max(1, min(parts, rows))
-    bounds = [rows * i // parts for i in range(parts + 1)]
-    return [frame.iloc[start:stop] for start, stop in itertools.pairwise(bounds)]
+    count = len(rows)
+    parts = max(1, min(parts, count))
+    bounds = [count * i // parts for i in range(parts + 1)]
+    return [rows[start:stop] for start, stop in itertools.pairwise(bounds)]

@@ -104,7 +104,7 @@ class ModelFollower:
         if prediction.shadow is None or len(prediction.frame) == 0:
             return
         served = prediction.frame["prediction"].to_numpy()
-        shadow = prediction.shadow.to_numpy()
+        shadow = prediction.shadow
         matches = np.isclose(served, shadow) if served.dtype.kind == "f" else served == shadow
         agreed = int(np.sum(matches))
         self._metrics.shadow_compared.inc(len(served))

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 from distributed import WorkerPlugin, get_worker
 
 from model_store import ModelStore
-from stream.backend import Backend
+from stream.backend import Backend, get_df_pkg
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
 
@@ -41,10 +42,12 @@ class ModelPlugin(WorkerPlugin):
         self.max_batch_rows = max_batch_rows
         self.name = plugin_name(version)
         self.predictor: KnnPredictor | None = None
+        self.feature_names: list[str] = []
 
     def setup(self, worker: Any) -> None:
         loaded = ModelStore(self.store_root).load(f"{self.model_name}:{self.version}")
         index = KnnIndex.from_npz(loaded.files[MODEL_FILE])
+        self.feature_names = list(loaded.manifest.feature_names)
         if self.backend == "gpu":
             rows, n_features = index.features.shape
             check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes())
@@ -62,19 +65,37 @@ class ModelPlugin(WorkerPlugin):
         self.predictor = None
 
 
-def worker_predictor(version: str, worker: Any = None) -> KnnPredictor:
-    """The predictor of ``version`` held by ``worker`` (default: the worker running this task)."""
+def worker_plugin(version: str, worker: Any = None) -> ModelPlugin:
+    """The loaded plugin of ``version`` on ``worker`` (default: the worker running this task)."""
     plugin = (worker or get_worker()).plugins.get(plugin_name(version))
     if not isinstance(plugin, ModelPlugin) or plugin.predictor is None:
         raise RuntimeError(f"this Dask worker holds no knnstream model of version {version}")
-    return plugin.predictor
+    return plugin
 
 
-def predict_on_worker(features: Any, version: str, shadow_version: str | None = None) -> tuple[Any, Any]:
-    """Dask task: predict one partition with ``version``, and with ``shadow_version`` if given.
+def worker_predictor(version: str, worker: Any = None) -> KnnPredictor:
+    """The predictor of ``version`` held by ``worker`` (default: the worker running this task)."""
+    predictor = worker_plugin(version, worker).predictor
+    assert predictor is not None
+    return predictor
 
-    Returns the prediction frame and the shadow's predictions (or ``None``).
+
+def predict_on_worker(features: np.ndarray, version: str, shadow_version: str | None = None) -> tuple[Any, Any]:
+    """Dask task: predict one partition of host rows with ``version`` (and ``shadow_version``).
+
+    The partition becomes a dataframe of the worker's backend here, on the worker (a cuDF frame
+    on a GPU worker), so only host arrays cross the network. Returns a pandas frame of
+    ``prediction`` and ``distance``, and the shadow's predictions as an array (or ``None``).
     """
-    frame = worker_predictor(version).predict(features)
-    shadow = None if shadow_version is None else worker_predictor(shadow_version).predict(features)["prediction"]
-    return frame, shadow
+    plugin = worker_plugin(version)
+    frame = get_df_pkg(plugin.backend).DataFrame(features, columns=plugin.feature_names)
+    predicted = _to_host(worker_predictor(version).predict(frame))
+    shadow = None
+    if shadow_version is not None:
+        shadow = _to_host(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
+    return predicted, shadow
+
+
+def _to_host(frame: Any) -> Any:
+    to_pandas = getattr(frame, "to_pandas", None)
+    return to_pandas() if callable(to_pandas) else frame

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model_store import ModelStore
-from stream.backend import Backend, get_df_pkg
+from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor, ModelLoadError
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
@@ -38,8 +38,7 @@ def test_every_worker_holds_the_model_and_predictions_match(tmp_path: Path, tmp_
         predictor.load(ModelPlugin(tmp_store, "blobs", version, backend))
         predictor.activate(version)
         queries, _ = blobs(3000, seed=3)
-        frame = get_df_pkg(backend).DataFrame(queries.astype(np.float32))
-        prediction = predictor.predict(frame)
+        prediction = predictor.predict(queries.astype(np.float32))
         index = KnnIndex.from_npz(ModelStore(tmp_store).load(f"blobs:{version}").files[MODEL_FILE])
         expected, distances = build_predictor(index, "cpu").predict_host(queries)
         np.testing.assert_array_equal(prediction.frame["prediction"].to_numpy(), expected)
