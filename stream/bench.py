@@ -118,24 +118,29 @@ def _raw_throughput(settings: BenchSettings, backend: Backend, store: str) -> fl
     try:
         manifest = ModelStore(store).resolve("bench@production")
         client.register_plugin(ModelPlugin(store, manifest.name, manifest.version, backend))
-        rounds = max(3, min(20, 200_000 // settings.batch_size))
-        timings = client.run(_time_predictions, manifest.version, settings.batch_size, settings.features, rounds)
+        timings = client.run(_time_predictions, manifest.version, settings.batch_size, settings.features)
     finally:
         close_client(client)
-    # The workers ran at the same time: the slowest one bounds the aggregate.
-    return float(len(timings) * settings.batch_size * rounds / max(timings.values()))
+    # The workers ran at the same time: the sum of their rates is the aggregate ceiling.
+    return float(sum(rows / seconds for rows, seconds in timings.values()))
 
 
-def _time_predictions(version: str, batch_size: int, n_features: int, rounds: int, dask_worker: Any = None) -> float:
-    """On a Dask worker (``client.run``): seconds to predict ``rounds`` batches, after a warm-up batch."""
+def _time_predictions(
+    version: str, batch_size: int, n_features: int, min_seconds: float = 3.0, dask_worker: Any = None
+) -> tuple[int, float]:
+    """On a Dask worker (``client.run``): rows predicted and seconds taken, after a warm-up batch.
+
+    Predicts the same batch over and over, at least three times and for at least ``min_seconds``.
+    """
     predictor = worker_predictor(version, dask_worker)
     xp = predictor.array_module
     batch = xp.asarray(np.random.default_rng(1).normal(size=(batch_size, n_features)).astype(np.float32))
     _synchronise(predictor.predict(batch))
-    started = time.perf_counter()
-    for _ in range(rounds):
+    rounds, started = 0, time.perf_counter()
+    while rounds < 3 or time.perf_counter() - started < min_seconds:
         _synchronise(predictor.predict(batch))
-    return time.perf_counter() - started
+        rounds += 1
+    return rounds * batch_size, time.perf_counter() - started
 
 
 def _synchronise(frame: Any) -> None:
