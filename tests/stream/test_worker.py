@@ -189,6 +189,19 @@ def test_bad_configuration_fails_at_start_with_one_clear_line(
             ["--bootstrap-servers", kafka_bootstrap, "--input-topic", existing, "--model", "other:v1"],
             "other",
         ),
+        "feature count": (
+            [
+                "--bootstrap-servers",
+                kafka_bootstrap,
+                "--input-topic",
+                existing,
+                "--model",
+                "blobs@production",
+                "--expected-features",
+                "3",
+            ],
+            "takes 6",
+        ),
         "unreachable broker": (
             ["--bootstrap-servers", "127.0.0.1:1", "--input-topic", existing, "--model", "blobs@production"],
             "cannot reach Kafka",
