@@ -30,11 +30,19 @@ def add_models_parser(commands: Any) -> None:
             "delete a version no alias points at",
             [("name", None, "model name"), ("version", None, "version to delete")],
         ),
+        (
+            "prune",
+            _prune,
+            "keep the newest versions and those aliases point at; delete the rest",
+            [("name", None, "model name")],
+        ),
     ):
         action = actions.add_parser(name, help=summary, description=summary)
         add_settings_flags(action, StoreSettings)
         if name in {"promote", "rollback"}:
             action.add_argument("--alias", default="production", help="alias to move (default: production)")
+        if name == "prune":
+            action.add_argument("--keep", type=int, default=5, help="newest versions to keep (default: 5)")
         for argument, nargs, text in arguments:
             action.add_argument(argument, nargs=nargs, help=text)
         action.set_defaults(handler=handler)
@@ -77,6 +85,22 @@ def _delete(args: argparse.Namespace) -> int:
     _store(args).delete_version(args.name, args.version)
     print(f"deleted {args.name}:{args.version}")
     return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    store = _store(args)
+    for version in versions_to_prune(store, args.name, args.keep):
+        store.delete_version(args.name, version)
+        print(f"deleted {args.name}:{version}")
+    return 0
+
+
+def versions_to_prune(store: ModelStore, name: str, keep: int) -> list[str]:
+    """Versions older than the ``keep`` newest that no alias points at (the retention rule)."""
+    aliased = set(store.aliases(name).values())
+    versions = [manifest.version for manifest in store.list_versions(name)]  # oldest first
+    newest = set(versions[-keep:]) if keep > 0 else set()
+    return [version for version in versions if version not in newest and version not in aliased]
 
 
 def _print_change(change: AliasChange) -> None:
