@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import confluent_kafka
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
+from stream.errors import ConfigurationError
 from stream.source.lag import partition_lags
 
 if TYPE_CHECKING:
@@ -184,22 +185,32 @@ class Health:
 
 
 class MetricsServer:
-    """Serves ``/metrics`` and ``/healthz`` from a daemon thread."""
+    """Serves ``/metrics`` and ``/healthz`` from a daemon thread; binds its port in :meth:`start`."""
 
     def __init__(self, metrics: WorkerMetrics, health: Health, host: str, port: int) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(metrics.registry, health))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._address = (host, port)
+        self._handler = _handler(metrics.registry, health)
+        self._server: ThreadingHTTPServer | None = None
 
     @property
     def port(self) -> int:
+        if self._server is None:
+            return self._address[1]
         return int(self._server.server_address[1])
 
     def start(self) -> None:
-        self._thread.start()
+        try:
+            self._server = ThreadingHTTPServer(self._address, self._handler)
+        except OSError as exc:
+            host, port = self._address
+            raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
 
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:

@@ -61,7 +61,12 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     completer = _completer(settings, source)
     source.check_topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
     server = MetricsServer(metrics, health, settings.metrics_host, settings.metrics_port)
-    client = start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size)
+    server.start()  # /healthz answers 503 until the consume loop runs
+    try:
+        client = start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size)
+    except BaseException:
+        server.stop()
+        raise
     gpu_memory = GpuMemoryMonitor(client, metrics.observe_gpu_memory) if backend == "gpu" else None
     try:
         if gpu_memory is not None:
@@ -69,7 +74,6 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         predictor = DaskPredictor(client, backend)
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
         follower.start(manifest)
-        server.start()
         log.info(
             "serving %s (version %s) from %s to %s on the %s backend; metrics on port %d",
             settings.model,
