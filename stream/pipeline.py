@@ -5,7 +5,8 @@
 How a batch is completed (after acknowledgements, or in a transaction) is the batch completer's
 business (:mod:`stream.sink.commit`). When prediction or delivery fails, nothing is committed:
 the source rewinds to the batch's first offsets and the batch is processed again. A circuit
-breaker on bad records stops the worker before anything of the tripping batch is committed.
+breaker on bad records stops the worker before anything of the tripping batch is committed, and
+so does a transactional producer fenced by another instance of the same ``transactional.id``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
 from stream.metrics import WorkerMetrics
 from stream.predict.distributed import Prediction
-from stream.sink.commit import BatchCompleter
+from stream.sink.commit import BatchCompleter, ProducerFencedError
 from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_predictions
 from stream.source.breaker import BadRecordBreaker, CircuitOpenError
 from stream.source.decode import DecodedBatch, decode_batch
@@ -95,6 +96,7 @@ class Pipeline:
         self._source.map(self._decode).map(self._predict).map(self._encode).sink(self._deliver)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._delivered: EncodedStage | None = None
+        completer.start()  # before the first batch: the consumer joins its group with it
 
     def process(self, batch: MicroBatch, wait: Callable[[Future[None]], None]) -> bool:
         """Run one batch; True when it was committed, False when it was rewound for a retry.
@@ -108,7 +110,7 @@ class Pipeline:
             wait(in_flight)
             in_flight.result()
             self._completer.commit(batch)
-        except CircuitOpenError:
+        except (CircuitOpenError, ProducerFencedError):
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of a batch: rewind, retry, give up later
             self._after_failure(batch, exc)

@@ -76,6 +76,12 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     batch_max_wait_ms: int = Field(200, ge=1, description="... or this long after its first record")
     max_record_bytes: int = Field(1_048_576, ge=1, description="larger record values are dead-lettered")
     delivery_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the broker to acknowledge a batch")
+    producer_queue_max_messages: int = Field(
+        100_000,
+        ge=1,
+        description="output records waiting for the broker (librdkafka queue.buffering.max.messages);"
+        " when the queue is full, delivery waits",
+    )
     guarantee: Literal["at-least-once", "exactly-once"] = Field(
         "at-least-once", description="at-least-once (commit after acks) or exactly-once (Kafka transactions)"
     )

@@ -1,7 +1,8 @@
 """Completing a batch: the one place where output delivery and offset commits are ordered.
 
 Each completer has two steps, called in this order by the pipeline: ``deliver`` (on the batch
-thread) and ``commit`` (on the consumer's thread, only after ``deliver`` returned).
+thread) and ``commit`` (on the consumer's thread, only after ``deliver`` returned); ``start`` is
+called once before the first batch is consumed.
 
 at-least-once (default)
     deliver: produce every prediction and dead letter → flush until the broker acknowledged all
@@ -13,7 +14,9 @@ exactly-once (``--guarantee exactly-once``)
     commit the transaction. commit: nothing left to do. Consumers reading with
     ``isolation.level=read_committed`` see every batch's output once, together with its offsets,
     or not at all. Errors are handled by kind: retriable → retry the commit; abortable → abort
-    and rewind; fatal → a new producer.
+    and rewind; fenced (another producer took this ``transactional.id``) → stop the worker
+    (:class:`ProducerFencedError`: a new producer would fence the other instance in turn);
+    other fatal errors → a new producer.
 """
 
 from __future__ import annotations
@@ -23,17 +26,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from stream.batching.microbatch import MicroBatch
-from stream.errors import DeliveryError
+from stream.errors import DeliveryError, KnnStreamError
 from stream.sink.encode import OutboundRecord
 from stream.sink.kafka import KafkaSink
 
 log = logging.getLogger(__name__)
 
+_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED})
+
+
+class ProducerFencedError(KnnStreamError):
+    """Another instance started with this ``transactional.id``: this one must stop, not fight back."""
+
 
 class BatchCompleter(Protocol):
+    def start(self) -> None: ...
+
     def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None: ...
 
     def commit(self, batch: MicroBatch) -> None: ...
@@ -47,6 +58,9 @@ class AtLeastOnce:
     def __init__(self, sink: KafkaSink, commit: Callable[[MicroBatch], None]) -> None:
         self._sink = sink
         self._commit = commit
+
+    def start(self) -> None:
+        """Nothing to prepare: the producer connects with the first batch."""
 
     def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
         self._sink.deliver(records)  # returns only when every record is acknowledged
@@ -82,6 +96,19 @@ class ExactlyOnce:
             self._producer = producer
         return self._producer
 
+    def start(self) -> None:
+        """Initialise the producer before the consumer joins its group.
+
+        This fences an earlier producer of the same ``transactional.id`` (a crashed predecessor)
+        and aborts its open transaction at once. Left open, a transaction that already holds
+        offsets keeps the group's committed offsets unstable, and the consumer waiting, until
+        ``transaction.timeout.ms``. When the broker cannot be reached yet, the first batch tries again.
+        """
+        try:
+            self.producer  # noqa: B018 - built on first use: init_transactions
+        except KafkaException as exc:
+            log.warning("cannot initialise the transactional producer yet: %s", exc.args[0])
+
     def commit(self, batch: MicroBatch) -> None:
         """The offsets were committed with the transaction."""
 
@@ -94,7 +121,7 @@ class ExactlyOnce:
             producer.send_offsets_to_transaction(batch.next_offsets(), self._group_metadata(), self._timeout_s)
             self._commit_transaction(producer)
         except KafkaException as exc:
-            self._recover(exc)
+            self._recover(producer, exc)
             raise DeliveryError(f"transaction of {len(records)} records failed: {exc.args[0]}") from exc
 
     def close(self) -> None:
@@ -113,19 +140,27 @@ class ExactlyOnce:
                 log.warning("retrying the transaction commit (attempt %d): %s", attempt, exc.args[0])
                 time.sleep(min(2.0, 0.2 * attempt))
 
-    def _recover(self, exc: KafkaException) -> None:
-        """Abort what can be aborted; after a fatal error (e.g. fenced) start a new producer."""
+    def _recover(self, producer: Producer, exc: KafkaException) -> None:
+        """Abort the transaction; when it cannot be, start a new producer, or stop when fenced.
+
+        A fatal error raised by ``produce`` names no cause; the abort that follows raises the
+        producer's fatal error itself, e.g. fenced.
+        """
         error = exc.args[0]
-        if not error.fatal():
+        if error.code() not in _FENCED:
             log.warning("aborting the transaction: %s", error)
             try:
-                self.producer.abort_transaction(self._timeout_s)
+                producer.abort_transaction(self._timeout_s)
                 return
             except KafkaException as abort_exc:
-                log.error("abort failed, starting a new producer: %s", abort_exc.args[0])
-        else:
-            log.error("fatal producer error, starting a new producer: %s", error)
+                error = abort_exc.args[0]
         self._producer = None
+        if error.code() in _FENCED:
+            raise ProducerFencedError(
+                f"another instance took over transactional.id {self._config['transactional.id']!r}"
+                f" and fenced this one ({error.str()}); stopping"
+            ) from exc
+        log.error("the producer cannot go on (%s); starting a new one", error)
 
 
 def _produce(producer: Producer, record: OutboundRecord) -> None:

@@ -25,6 +25,7 @@ def producer_config(settings: ServeSettings) -> dict[str, Any]:
         "compression.type": "lz4",
         "message.max.bytes": max(1_048_576, settings.max_record_bytes + 65_536),
         "message.timeout.ms": int(settings.delivery_timeout_s * 1000),
+        "queue.buffering.max.messages": settings.producer_queue_max_messages,
     }
 
 

@@ -1,20 +1,25 @@
 """The long-lived Kafka consumer of feature records.
 
-One consumer for the life of the worker (built on first use, never in a constructor);
-automatic commits and automatic offset storage are off: offsets are committed explicitly, after
-the predictions are acknowledged (see :mod:`stream.sink.commit`).
+One consumer for the life of the worker (built on first use, never in a constructor); it
+joins the consumer group with the first batch it is asked for, once the worker is ready to
+consume, so a worker still starting (or failing to start) holds no partitions. Automatic
+commits and automatic offset storage are off: offsets are committed explicitly, after the
+predictions are acknowledged (see :mod:`stream.sink.commit`).
 
 While a batch is in flight the consumer keeps polling: it reads ahead the next batch, then
 pauses the partitions and polls on, so a slow batch never makes it leave the group
 (``max.poll.interval.ms``). A partition revoked
-by a rebalance is handed over only once the batch in flight is complete, and records of
-partitions no longer assigned are dropped from the next batch: their new owner reads them
-from the committed offset.
+by a rebalance is handed over only once the batch in flight is complete (at-least-once: with
+its offsets of that partition committed), and records of partitions no longer assigned are
+dropped from the next batch: their new owner reads them from the committed offset. A commit
+refused because the group is rebalancing is made again once it has settled, for the partitions
+still assigned.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -26,6 +31,9 @@ from stream.errors import KafkaSetupError
 from stream.settings import ServeSettings
 
 log = logging.getLogger(__name__)
+
+# A commit refused with these is made again once the group's rebalance is over.
+_REBALANCING = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
 
 
 def consumer_config(settings: ServeSettings, stats_cb: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -52,15 +60,17 @@ class KafkaSource:
         self._settings = settings
         self._stats_cb = stats_cb
         self._consumer: Consumer | None = None
+        self._subscribed = False
         self._strays: list[Any] = []  # records returned by a poll while a batch was in flight
         self._in_flight: Future[Any] | None = None
         self._group_metadata: Any = None  # as the consumer thread last saw it; see group_metadata()
+        self._uncommitted: MicroBatch | None = None  # the batch handed out and not yet committed
+        self._committing: MicroBatch | None = None  # delivered; commit() waits for a rebalance to settle
 
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
             self._consumer = Consumer(consumer_config(self._settings, self._stats_cb), logger=log)
-            self._consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         return self._consumer
 
     def check_topics(self, topics: Sequence[str], timeout_s: float = 10.0) -> None:
@@ -68,18 +78,24 @@ class KafkaSource:
         try:
             metadata = self.consumer.list_topics(timeout=timeout_s)
         except KafkaException as exc:
+            self.close()
             raise KafkaSetupError(f"cannot reach Kafka at {self._settings.bootstrap_servers}: {exc.args[0]}") from exc
         missing = [topic for topic in topics if topic not in metadata.topics]
         if missing:
+            self.close()
             raise KafkaSetupError(f"missing topic(s) {', '.join(missing)} on {self._settings.bootstrap_servers}")
 
     def next_batch(self) -> MicroBatch | None:
+        if not self._subscribed:
+            self.consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+            self._subscribed = True
         batch = collect_batch(self._poll, self._settings.batch_max_records, self._settings.batch_max_wait_ms / 1000)
         if batch is None:
             return None
         owned = self._owned(batch.messages)
         self._refresh_group_metadata(self.consumer)
-        return MicroBatch(owned, batch.opened_at) if owned else None
+        self._uncommitted = MicroBatch(owned, batch.opened_at) if owned else None
+        return self._uncommitted
 
     def wait_paused(self, future: Future[Any], on_tick: Callable[[], None]) -> None:
         """Keep polling until ``future`` (the batch in flight) is done.
@@ -112,11 +128,34 @@ class KafkaSource:
                 consumer.resume([p for p in paused if (p.topic, p.partition) in still_assigned])
 
     def commit(self, batch: MicroBatch) -> None:
-        """Synchronously commit the offsets after every record of the batch."""
-        self.consumer.commit(offsets=batch.next_offsets(), asynchronous=False)
+        """Synchronously commit the offsets after every record of the batch, on the partitions
+        still assigned (a revoked one was committed as it was revoked, or is its new owner's).
+
+        A commit refused because the group is rebalancing is made again once it has settled,
+        for at most a session timeout.
+        """
+        deadline = time.monotonic() + self._settings.session_timeout_ms / 1000
+        self._committing = batch
+        try:
+            while True:
+                assigned = _positions(self.consumer.assignment())
+                offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in assigned]
+                try:
+                    if offsets:
+                        self.consumer.commit(offsets=offsets, asynchronous=False)
+                    break
+                except KafkaException as exc:
+                    if exc.args[0].code() not in _REBALANCING or time.monotonic() > deadline:
+                        raise
+                    log.info("commit refused while the group rebalances (%s); committing once it settled", exc.args[0])
+                    self._poll_paused(0.2)
+        finally:
+            self._committing = None
+        self._uncommitted = None
 
     def rewind(self, batch: MicroBatch) -> None:
         """Seek back to the batch's first offsets so its records are consumed again."""
+        self._uncommitted = None
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in _partitions(batch.messages)]
         for position in batch.first_offsets():
             try:
@@ -147,6 +186,7 @@ class KafkaSource:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+            self._subscribed = False
 
     def _poll(self, max_messages: int, timeout_s: float) -> list[Any]:
         if self._strays:
@@ -165,10 +205,29 @@ class KafkaSource:
             log.info("dropped %d records of partitions revoked while the batch was filling", len(messages) - len(owned))
         return owned
 
+    def _poll_paused(self, duration_s: float) -> None:
+        """Poll without reading (the partitions paused) for a while: lets a rebalance under way complete."""
+        consumer = self.consumer
+        paused = consumer.assignment()
+        consumer.pause(paused)
+        try:
+            deadline = time.monotonic() + duration_s
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.05)
+                if message is not None and not _is_error(message):
+                    self._strays.append(message)
+        finally:
+            assigned = _positions(consumer.assignment())
+            consumer.resume([p for p in paused if (p.topic, p.partition) in assigned])
+
     def _refresh_group_metadata(self, consumer: Consumer) -> None:
         self._group_metadata = consumer.consumer_group_metadata()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            # librdkafka keeps a partition's pause across assignments: one revoked while paused
+            # (a batch was in flight) would come back paused, and never be read again.
+            consumer.resume(partitions)
         self._refresh_group_metadata(consumer)
         log.info("assigned %s", _describe(partitions))
 
@@ -176,15 +235,38 @@ class KafkaSource:
         """Let the batch in flight finish (and commit) before its partitions move."""
         self._refresh_group_metadata(consumer)  # the new generation, or no member id when the partitions were lost
         in_flight = self._in_flight
-        if in_flight is not None and not in_flight.done():
-            log.info("waiting for the batch in flight before giving up %s", _describe(partitions))
+        if in_flight is not None:
+            if not in_flight.done():
+                log.info("waiting for the batch in flight before giving up %s", _describe(partitions))
             try:
                 in_flight.result()
             except Exception as exc:  # noqa: BLE001 - the consume loop reports it; here it only must not escape
                 log.warning("the batch in flight failed during a rebalance: %s", exc)
+            else:
+                self._commit_revoked(consumer, partitions, self._uncommitted)
+        elif self._committing is not None:
+            self._commit_revoked(consumer, partitions, self._committing)
         revoked = {(p.topic, p.partition) for p in partitions}
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in revoked]
         log.info("revoked %s", _describe(partitions))
+
+    def _commit_revoked(self, consumer: Consumer, partitions: list[TopicPartition], batch: MicroBatch | None) -> None:
+        """At-least-once: commit the delivered batch's offsets of the partitions being revoked,
+        before their new owner reads the committed offsets (exactly-once: the transaction did)."""
+        if batch is None or self._settings.guarantee != "at-least-once":
+            return
+        revoked = _positions(partitions)
+        offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in revoked]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("cannot commit the revoked partitions (their new owner reads them again): %s", exc.args[0])
+
+
+def _positions(partitions: Sequence[TopicPartition]) -> set[tuple[str, int]]:
+    return {(p.topic, p.partition) for p in partitions}
 
 
 def _partitions(messages: Sequence[Any]) -> set[tuple[str, int]]:

@@ -1,0 +1,85 @@
+"""Promise 3: SIGTERM mid-stream finishes the batch in flight, commits it and exits 0 within 20 s;
+a restart then finishes the stream with nothing lost and nothing duplicated."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from model_store import Manifest
+from tests.stream.guarantees.scenario import (
+    GroupOffsets,
+    Scale,
+    Topics,
+    TopicWatcher,
+    Workers,
+    prediction_ids,
+    produce_records,
+    read_topic,
+    report,
+    tally,
+)
+
+pytestmark = pytest.mark.kafka
+
+STOP_WITHIN_S = 20.0
+
+
+def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_cleanly(
+    kafka_bootstrap: str,
+    topics: Callable[[int], Topics],
+    group_id: str,
+    tmp_store: str,
+    model: Manifest,
+    scale: Scale,
+    record_property: Callable[[str, object], None],
+) -> None:
+    names = topics(scale.partitions)
+    positions = produce_records(kafka_bootstrap, names.input, scale.records)
+    offsets = GroupOffsets(kafka_bootstrap, group_id, names.input, scale.partitions)
+    output = TopicWatcher(kafka_bootstrap, names.output, scale.partitions)
+    try:
+        with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
+            first = workers.start("first")
+            offsets.wait_for(math.ceil(0.3 * scale.records), [first])
+            held = first.hold_batch_in_predict()  # a batch is certainly in flight when SIGTERM arrives
+            committed_at_signal = offsets.total()
+            signalled = time.monotonic()
+            first.process.send_signal(signal.SIGTERM)
+            for pid in held:
+                os.kill(pid, signal.SIGCONT)
+            code = first.wait_exit(timeout_s=STOP_WITHIN_S + 10)
+            exit_s = time.monotonic() - signalled
+            committed_at_exit, delivered_at_exit = offsets.total(), output.drain()
+            second = workers.start("second")
+            offsets.wait_for(scale.records, [second], timeout_s=300)
+            second.terminate(timeout_s=30)
+            log = first.log()
+    finally:
+        offsets.close()
+        output.close()
+    result = tally(positions, prediction_ids(read_topic(kafka_bootstrap, names.output)))
+    report(
+        record_property,
+        "graceful stop (SIGTERM)",
+        records=scale.records,
+        exit_code=code,
+        exit_s=exit_s,
+        committed_at_signal=committed_at_signal,
+        committed_at_exit=committed_at_exit,
+        delivered_at_exit=delivered_at_exit,
+        lost=result.lost,
+        duplicated=result.duplicated,
+    )
+    assert code == 0, log[-3000:]
+    assert exit_s <= STOP_WITHIN_S
+    assert "finishing the batch in flight" in log and "stopped cleanly" in log
+    assert committed_at_exit > committed_at_signal, "the batch in flight was completed and committed"
+    assert delivered_at_exit == committed_at_exit, "everything delivered was committed before the exit"
+    assert result.lost == 0
+    assert result.duplicated == 0

@@ -1,0 +1,84 @@
+"""Promise 6: a second instance joins the group mid-stream and later leaves it; partitions move both
+ways, revoked partitions commit only what is done, and nothing is lost."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+
+from model_store import Manifest
+from tests.stream.guarantees.scenario import (
+    GroupOffsets,
+    Scale,
+    Topics,
+    WorkerProcess,
+    Workers,
+    prediction_ids,
+    produce_records,
+    read_topic,
+    report,
+    tally,
+    wait_until,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def _predicted(worker: WorkerProcess) -> float:
+    return worker.metric("knnstream_records_predicted_total{")
+
+
+def _assigned(log: str) -> list[int]:
+    """The partitions of each assignment an instance received ("assigned ..." log lines), in order."""
+    return [line.count("partition=") for line in log.splitlines() if '"assigned topic=' in line]
+
+
+def test_an_instance_joining_and_leaving_moves_partitions_without_losses(
+    kafka_bootstrap: str,
+    topics: Callable[[int], Topics],
+    group_id: str,
+    tmp_store: str,
+    model: Manifest,
+    scale: Scale,
+    record_property: Callable[[str, object], None],
+) -> None:
+    names = topics(scale.partitions)
+    positions = produce_records(kafka_bootstrap, names.input, scale.records)
+    offsets = GroupOffsets(kafka_bootstrap, group_id, names.input, scale.partitions)
+    try:
+        with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
+            first = workers.start("A")
+            offsets.wait_for(math.ceil(0.25 * scale.records), [first])
+            joined_at = offsets.total()
+            second = workers.start("B")
+            wait_until(lambda: _predicted(second) > 0, "B to predict records of the partitions it took over")
+            offsets.wait_for(math.ceil(0.6 * scale.records), [first, second])
+            left_at = offsets.total()
+            predicted_by_b = int(_predicted(second))
+            code, _ = second.terminate(timeout_s=30)
+            offsets.wait_for(scale.records, [first], timeout_s=300)
+            first.terminate(timeout_s=30)
+            to_b, back_to_a = sum(_assigned(second.log())), sum(_assigned(first.log())[1:])
+    finally:
+        offsets.close()
+    result = tally(positions, prediction_ids(read_topic(kafka_bootstrap, names.output)))
+    report(
+        record_property,
+        "rebalance (join, then leave)",
+        records=scale.records,
+        committed_when_B_joined=joined_at,
+        committed_when_B_left=left_at,
+        predicted_by_B=predicted_by_b,
+        partitions_moved_to_B=to_b,
+        partitions_moved_back_to_A=back_to_a,
+        lost=result.lost,
+        duplicated=result.duplicated,
+    )
+    assert code == 0
+    assert to_b >= 1 and back_to_a >= 1, "partitions moved to B and back"
+    assert result.lost == 0
+    # Revoked partitions are committed as they are revoked, and a commit refused while the group
+    # rebalances is made again after it: a clean join and leave duplicates nothing.
+    assert result.duplicated == 0
