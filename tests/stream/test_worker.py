@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -213,3 +214,23 @@ def test_bad_configuration_fails_at_start_with_one_clear_line(
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("knnstream serve: error:") and expected in last, (case, result.stderr[-2000:])
         assert "Traceback" not in result.stderr, case
+
+
+@pytest.mark.parametrize("backend", ["cpu"])
+def test_a_taken_metrics_port_fails_at_start_with_one_clear_line(
+    kafka_bootstrap: str, new_topic: Callable[..., str], tmp_store: str, trained: Manifest
+) -> None:
+    topic = new_topic("in")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _serve_once(
+            "--bootstrap-servers", kafka_bootstrap, "--input-topic", topic, "--output-topic", topic,
+            "--dlq-topic", topic, "--model", "blobs@production", "--store", tmp_store, "--backend", "cpu",
+            "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+        )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("knnstream serve: error: cannot serve metrics on 127.0.0.1:"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
