@@ -96,7 +96,10 @@ class Pipeline:
         self._source.map(self._decode).map(self._predict).map(self._encode).sink(self._deliver)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._delivered: EncodedStage | None = None
-        completer.start()  # before the first batch: the consumer joins its group with it
+
+    def start(self) -> None:
+        """Before the first batch (the consumer joins its group with it): ready the completer."""
+        self._completer.start()
 
     def process(self, batch: MicroBatch, wait: Callable[[Future[None]], None]) -> bool:
         """Run one batch; True when it was committed, False when it was rewound for a retry.

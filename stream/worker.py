@@ -140,6 +140,7 @@ def _consume_until_stopped(
     def wait_paused(in_flight: Future[None]) -> None:
         source.wait_paused(in_flight, on_tick=health.beat)
 
+    pipeline.start()
     try:
         while not stop.is_set():
             health.beat()

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.kafka
 
 INDEX_ROWS = 500_000
 MAX_POLL_INTERVAL_MS = 6_000  # the least librdkafka allows with the 6 s session timeout
-BATCHES = 2
+BATCHES = 1
 SLOWER = 1.3  # each batch's prediction takes at least this many poll intervals (as measured here first)
 
 
