@@ -16,7 +16,10 @@ exactly-once (``--guarantee exactly-once``)
     or not at all. Errors are handled by kind: retriable → retry the commit; abortable → abort
     and rewind; fenced (another producer took this ``transactional.id``) → stop the worker
     (:class:`ProducerFencedError`: a new producer would fence the other instance in turn);
-    other fatal errors → a new producer.
+    fatal errors, and a commit whose outcome stays unknown → a new producer at once: its
+    initialisation settles the old transaction on the broker (committed or aborted). The source
+    then rewinds to the group's committed offsets, not to the batch's first ones, so a batch
+    whose transaction did commit after all is not processed twice.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from stream.batching.microbatch import MicroBatch
 from stream.errors import DeliveryError, KnnStreamError
 from stream.sink.encode import OutboundRecord
-from stream.sink.kafka import KafkaSink
+from stream.sink.kafka import KafkaSink, produce_record
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ class ExactlyOnce:
         try:
             producer.begin_transaction()
             for record in records:
-                _produce(producer, record)
+                produce_record(producer, record)
             producer.send_offsets_to_transaction(batch.next_offsets(), self._group_metadata(), self._timeout_s)
             self._commit_transaction(producer)
         except KafkaException as exc:
@@ -130,6 +133,7 @@ class ExactlyOnce:
             self._producer = None
 
     def _commit_transaction(self, producer: Producer) -> None:
+        """Commit; a retriable failure (a timeout) is retried, as the commit may be under way."""
         for attempt in range(1, self._commit_retries + 1):
             try:
                 producer.commit_transaction(self._timeout_s)
@@ -141,32 +145,43 @@ class ExactlyOnce:
                 time.sleep(min(2.0, 0.2 * attempt))
 
     def _recover(self, producer: Producer, exc: KafkaException) -> None:
-        """Abort the transaction; when it cannot be, start a new producer, or stop when fenced.
+        """Stop when fenced; abort an abortable transaction; otherwise replace the producer now.
 
-        A fatal error raised by ``produce`` names no cause; the abort that follows raises the
-        producer's fatal error itself, e.g. fenced.
+        Only a transaction that can be is aborted: after a commit that timed out, the commit may
+        still complete on the broker. A fatal error raised by ``produce`` names no cause; an
+        abort raises the producer's fatal error itself, e.g. fenced, and a fenced producer must
+        never be replaced: its successor would fence the instance that took over in turn.
         """
         error = exc.args[0]
-        if error.code() not in _FENCED:
-            log.warning("aborting the transaction: %s", error)
+        if error.code() not in _FENCED and (error.fatal() or _abortable(error)):
             try:
+                log.warning("aborting the transaction: %s", error)
                 producer.abort_transaction(self._timeout_s)
-                return
+                if not error.fatal():
+                    return
             except KafkaException as abort_exc:
-                error = abort_exc.args[0]
-        self._producer = None
+                error = abort_exc.args[0] if abort_exc.args[0].fatal() else error
         if error.code() in _FENCED:
+            self._producer = None
             raise ProducerFencedError(
                 f"another instance took over transactional.id {self._config['transactional.id']!r}"
                 f" and fenced this one ({error.str()}); stopping"
             ) from exc
-        log.error("the producer cannot go on (%s); starting a new one", error)
+        log.error("the transaction's outcome is unknown (%s); a new producer settles it", error)
+        self._replace_producer()
 
-
-def _produce(producer: Producer, record: OutboundRecord) -> None:
-    while True:
+    def _replace_producer(self) -> None:
+        """A new producer of the same ``transactional.id``: its initialisation fences the old
+        one and waits until the old transaction is committed or aborted on the broker."""
+        self._producer = None
         try:
-            producer.produce(record.topic, value=record.value, key=record.key, headers=list(record.headers))
-            return
-        except BufferError:
-            producer.poll(0.1)
+            self.producer  # noqa: B018 - built on first use: init_transactions
+        except KafkaException as exc:
+            log.warning("cannot initialise a new transactional producer yet: %s", exc.args[0])
+
+
+def _abortable(error: KafkaError) -> bool:
+    """Whether aborting is the way out: a transaction that asks for it, or one that never got as
+    far as a commit. A retriable error left after the retries (a commit that timed out) and a
+    fatal one leave the outcome to a new producer."""
+    return bool(error.txn_requires_abort() or not (error.retriable() or error.fatal()))
