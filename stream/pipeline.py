@@ -1,21 +1,29 @@
-"""The streamz pipeline of one micro-batch, and the commit order, written down once.
+"""The streamz pipeline of micro-batches, and the commit order, written down once.
 
-    decode → predict → encode → complete: produce → flush/ack → commit offsets
+    prepare (decode → predict → encode) → deliver (produce → flush/ack) → commit offsets
 
-How a batch is completed (after acknowledgements, or in a transaction) is the batch completer's
-business (:mod:`stream.sink.commit`). When prediction or delivery fails, nothing is committed:
-the source rewinds to the batch's first offsets and the batch is processed again. A circuit
-breaker on bad records stops the worker before anything of the tripping batch is committed, and
-so does a transactional producer fenced by another instance of the same ``transactional.id``.
+Up to ``max_in_flight`` batches are under way at once, so the GPU predicts one batch while the
+previous one is produced: preparing runs on one thread and delivering on another, each taking
+batches in the order they were consumed, and offsets are committed from the consumer's thread,
+batch after batch in that same order, each only once its batch is delivered. How a batch is
+completed (after acknowledgements, or in a transaction) is the batch completer's business
+(:mod:`stream.sink.commit`).
+
+When a batch fails, no later batch is delivered (the delivering thread refuses them in turn),
+nothing of theirs is committed, and the source rewinds to the group's committed offsets so
+every one of them is processed again. A circuit breaker on bad records stops the worker before
+anything of the tripping batch is committed, and so does a transactional producer fenced by
+another instance of the same ``transactional.id``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamz import Stream
@@ -31,6 +39,7 @@ from stream.source.breaker import BadRecordBreaker, CircuitOpenError
 from stream.source.decode import DecodedBatch, decode_batch
 
 log = logging.getLogger(__name__)
+Wait = Callable[["Future[None]"], None]
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class PipelineConfig:
     max_consecutive_failures: int = 20
     retry_backoff_s: float = 0.5
     max_backoff_s: float = 5.0
+    max_in_flight: int = 2
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,25 @@ class EncodedStage:
     records: list[OutboundRecord]
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """One batch on its way: prepared on one thread, delivered on the other, committed last."""
+
+    batch: MicroBatch
+    prepared: Future[EncodedStage]
+    done: Future[None] = field(default_factory=Future)
+
+
 class BatchFailedError(KnnStreamError):
     """A batch failed more often in a row than the worker tolerates."""
 
 
+class BatchRefusedError(KnnStreamError):
+    """Not delivered because an earlier batch failed: it is processed again after the rewind."""
+
+
 class Pipeline:
-    """Runs micro-batches through the streamz graph; the only place offsets are committed."""
+    """Runs micro-batches through the streamz graphs; the only place offsets are committed."""
 
     def __init__(
         self,
@@ -92,42 +115,77 @@ class Pipeline:
         self._metrics = metrics
         self._on_prediction = on_prediction
         self._failures_in_a_row = 0
-        self._source = Stream()
-        self._source.map(self._decode).map(self._predict).map(self._encode).sink(self._deliver)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
-        self._delivered: EncodedStage | None = None
+        self._prepare = Stream()
+        self._prepare.map(self._decode).map(self._predict).map(self._encode).sink(self._prepared)
+        self._last_prepared: EncodedStage | None = None  # the prepare graph's output, on its thread
+        self._deliver = Stream()
+        self._deliver.sink(self._deliver_encoded)
+        self._preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+        self._delivering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
+        self._jobs: deque[BatchJob] = deque()
+        self._refusing = False  # set on the delivering thread when a batch failed; reset after the rewind
 
     def start(self) -> None:
         """Before the first batch (the consumer joins its group with it): ready the completer."""
         self._completer.start()
 
-    def process(self, batch: MicroBatch, wait: Callable[[Future[None]], None]) -> bool:
-        """Run one batch; True when it was committed, False when it was rewound for a retry.
+    def full(self) -> bool:
+        return len(self._jobs) >= self._config.max_in_flight
 
-        Decoding, prediction and delivery run on the batch thread while ``wait`` keeps the
-        consumer polling; the offsets are then committed from the consumer's own thread.
-        """
+    def in_flight(self) -> list[tuple[MicroBatch, Future[None]]]:
+        """The batches consumed and not yet committed, oldest first, with their delivery."""
+        return [(job.batch, job.done) for job in self._jobs]
+
+    def submit(self, batch: MicroBatch) -> None:
+        """Start a batch: prepared after the batches before it, then delivered after them."""
+        job = BatchJob(batch, self._preparing.submit(self._prepare_batch, batch))
+        self._delivering.submit(self._deliver_prepared, job)
+        self._jobs.append(job)
         self._metrics.in_flight.inc()
-        try:
-            in_flight = self._executor.submit(self._source.emit, batch)
-            wait(in_flight)
-            in_flight.result()
-            self._completer.commit(batch)
-        except (CircuitOpenError, ProducerFencedError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure of a batch: rewind, retry, give up later
-            self._after_failure(batch, exc)
-            return False
-        finally:
-            self._metrics.in_flight.dec()
-        self._failures_in_a_row = 0
-        if self._delivered is not None:
-            self._count_delivered(self._delivered)
-        self._metrics.batch_latency.observe(time.monotonic() - batch.opened_at)
-        return True
+
+    def complete(self, wait: Wait, block: bool) -> int:
+        """Commit the delivered batches, oldest first; how many were committed.
+
+        ``block``: wait for the oldest batch (``wait`` keeps the consumer polling meanwhile)
+        rather than only taking those already delivered. A failed batch rewinds it and every
+        later one; :class:`CircuitOpenError` and :class:`ProducerFencedError` stop the worker.
+        """
+        committed = 0
+        while self._jobs:
+            job = self._jobs[0]
+            if not job.done.done():
+                if not block:
+                    break
+                wait(job.done)
+            block = False
+            try:
+                job.done.result()
+                self._completer.commit(job.batch)
+            except (CircuitOpenError, ProducerFencedError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of a batch: rewind, retry, give up later
+                self._after_failure(job, exc, wait)
+                return committed
+            self._settle(self._jobs.popleft())
+            committed += 1
+        return committed
+
+    def drain(self, wait: Wait) -> None:
+        """Commit every batch under way (a graceful stop)."""
+        while self._jobs:
+            self.complete(wait, block=True)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._preparing.shutdown(wait=True)
+        self._delivering.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ the preparing thread
+
+    def _prepare_batch(self, batch: MicroBatch) -> EncodedStage:
+        self._prepare.emit(batch)
+        stage, self._last_prepared = self._last_prepared, None
+        assert stage is not None
+        return stage
 
     def _decode(self, batch: MicroBatch) -> DecodedStage:
         self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
@@ -171,30 +229,63 @@ class Pipeline:
         )
         return EncodedStage(stage.batch, stage.decoded, records)
 
-    def _deliver(self, stage: EncodedStage) -> None:
-        self._delivered = None
+    def _prepared(self, stage: EncodedStage) -> None:
+        self._last_prepared = stage
+
+    # ----------------------------------------------------------------- the delivering thread
+
+    def _deliver_prepared(self, job: BatchJob) -> None:
+        """Deliver ``job`` once prepared, unless an earlier batch failed; settles ``job.done``."""
+        try:
+            if self._refusing:
+                raise BatchRefusedError("an earlier batch failed")
+            self._deliver.emit(job.prepared.result())
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread through the future
+            self._refusing = True
+            job.done.set_exception(exc)
+        else:
+            job.done.set_result(None)
+
+    def _deliver_encoded(self, stage: EncodedStage) -> None:
         self._completer.deliver(stage.batch, stage.records)
-        self._delivered = stage
 
-    def _count_delivered(self, stage: EncodedStage) -> None:
-        self._metrics.predicted.labels(self._config.input_topic).inc(len(stage.decoded.ids))
-        for dead in stage.decoded.dead_letters:
+    # ------------------------------------------------------------------- the consumer thread
+
+    def _settle(self, job: BatchJob) -> None:
+        self._metrics.in_flight.dec()
+        self._failures_in_a_row = 0
+        decoded = job.prepared.result().decoded
+        self._metrics.predicted.labels(self._config.input_topic).inc(len(decoded.ids))
+        for dead in decoded.dead_letters:
             self._metrics.dead_lettered.labels(self._config.input_topic, dead.reason).inc()
+        self._metrics.batch_latency.observe(time.monotonic() - job.batch.opened_at)
 
-    def _after_failure(self, batch: MicroBatch, exc: BaseException) -> None:
+    def _after_failure(self, failed: BatchJob, exc: BaseException, wait: Wait) -> None:
+        """Let every later batch run out (none of them is delivered), rewind them all, back off."""
+        for job in self._jobs:
+            if not job.done.done():
+                wait(job.done)
+        jobs, self._jobs = list(self._jobs), deque()
+        self._metrics.in_flight.dec(len(jobs))
+        self._refusing = False
         self._failures_in_a_row += 1
         self._metrics.batch_failures.labels(type(exc).__name__).inc()
-        first = batch.first_offsets()
         log.error(
-            "batch of %d records failed (%s: %s); rewinding to %s",
-            len(batch),
+            "batch of %d records failed (%s: %s); rewinding %d batch(es) from %s",
+            len(failed.batch),
             type(exc).__name__,
             exc,
-            ", ".join(f"topic={p.topic} partition={p.partition} offset={p.offset}" for p in first),
+            len(jobs),
+            _describe(failed.batch.first_offsets()),
         )
-        self._rewind(batch)
+        for job in jobs:
+            self._rewind(job.batch)
         if self._failures_in_a_row >= self._config.max_consecutive_failures:
             raise BatchFailedError(
                 f"{self._failures_in_a_row} batches failed in a row; last error: {type(exc).__name__}: {exc}"
             ) from exc
         time.sleep(min(self._config.max_backoff_s, self._config.retry_backoff_s * self._failures_in_a_row))
+
+
+def _describe(positions: list[Any]) -> str:
+    return ", ".join(f"topic={p.topic} partition={p.partition} offset={p.offset}" for p in positions)

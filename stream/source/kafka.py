@@ -6,21 +6,20 @@ consume, so a worker still starting (or failing to start) holds no partitions. A
 commits and automatic offset storage are off: offsets are committed explicitly, after the
 predictions are acknowledged (see :mod:`stream.sink.commit`).
 
-While a batch is in flight the consumer keeps polling: it reads ahead the next batch, then
+While batches are in flight the consumer keeps polling: it reads ahead the next batch, then
 pauses the partitions and polls on, so a slow batch never makes it leave the group
-(``max.poll.interval.ms``). A partition revoked
-by a rebalance is handed over only once the batch in flight is complete (at-least-once: with
-its offsets of that partition committed), and records of partitions no longer assigned are
-dropped from the next batch: their new owner reads them from the committed offset. A commit
-refused because the group is rebalancing is made again once it has settled, for the partitions
-still assigned.
+(``max.poll.interval.ms``). A partition revoked by a rebalance is handed over only once the
+batches in flight are complete (at-least-once: with the offsets of that partition committed up
+to the last batch delivered), and records of partitions no longer assigned are dropped from the
+next batch: their new owner reads them from the committed offset. A commit refused because the
+group is rebalancing is made again once it has settled, for the partitions still assigned.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,6 +31,8 @@ from stream.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
+# The batches handed out and not yet committed, oldest first, each with its delivery.
+InFlight = Callable[[], Sequence[tuple[MicroBatch, "Future[Any]"]]]
 # A commit refused with these is made again once the group's rebalance is over.
 _REBALANCING = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
 
@@ -62,10 +63,8 @@ class KafkaSource:
         self._consumer: Consumer | None = None
         self._subscribed = False
         self._strays: list[Any] = []  # records returned by a poll while a batch was in flight
-        self._in_flight: Future[Any] | None = None
         self._group_metadata: Any = None  # as the consumer thread last saw it; see group_metadata()
-        self._uncommitted: MicroBatch | None = None  # the batch handed out and not yet committed
-        self._committing: MicroBatch | None = None  # delivered; commit() waits for a rebalance to settle
+        self._in_flight: InFlight = list  # the batches handed out and not yet committed; see track()
 
     @property
     def consumer(self) -> Consumer:
@@ -85,26 +84,31 @@ class KafkaSource:
             self.close()
             raise KafkaSetupError(f"missing topic(s) {', '.join(missing)} on {self._settings.bootstrap_servers}")
 
-    def next_batch(self) -> MicroBatch | None:
+    def track(self, in_flight: InFlight) -> None:
+        """Where to find the batches handed out and not yet committed (oldest first, each with
+        its delivery): a rebalance waits for them before partitions move."""
+        self._in_flight = in_flight
+
+    def next_batch(self, idle_wait_s: float = 0.5) -> MicroBatch | None:
+        """The next micro-batch, or ``None`` when no record came within ``idle_wait_s``."""
         if not self._subscribed:
             self.consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             self._subscribed = True
-        batch = collect_batch(self._poll, self._settings.batch_max_records, self._settings.batch_max_wait_ms / 1000)
+        max_wait_s = self._settings.batch_max_wait_ms / 1000
+        batch = collect_batch(self._poll, self._settings.batch_max_records, max_wait_s, idle_wait_s)
         if batch is None:
             return None
         owned = self._owned(batch.messages)
         self._refresh_group_metadata(self.consumer)
-        self._uncommitted = MicroBatch(owned, batch.opened_at) if owned else None
-        return self._uncommitted
+        return MicroBatch(owned, batch.opened_at) if owned else None
 
     def wait_paused(self, future: Future[Any], on_tick: Callable[[], None]) -> None:
-        """Keep polling until ``future`` (the batch in flight) is done.
+        """Keep polling until ``future`` (a batch in flight) is done.
 
         The polls read ahead the next batch (at most one batch of records); once it is full the
         partitions are paused and polling goes on without reading, so a slow batch never makes
         the consumer leave the group.
         """
-        self._in_flight = future
         consumer = self.consumer
         paused: list[TopicPartition] = []
         try:
@@ -122,7 +126,6 @@ class KafkaSource:
                         self._strays.append(message)
                 self._refresh_group_metadata(consumer)
         finally:
-            self._in_flight = None
             if paused:
                 still_assigned = {(p.topic, p.partition) for p in consumer.assignment()}
                 consumer.resume([p for p in paused if (p.topic, p.partition) in still_assigned])
@@ -135,29 +138,31 @@ class KafkaSource:
         for at most a session timeout.
         """
         deadline = time.monotonic() + self._settings.session_timeout_ms / 1000
-        self._committing = batch
-        try:
-            while True:
-                assigned = _positions(self.consumer.assignment())
-                offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in assigned]
-                try:
-                    if offsets:
-                        self.consumer.commit(offsets=offsets, asynchronous=False)
-                    break
-                except KafkaException as exc:
-                    if exc.args[0].code() not in _REBALANCING or time.monotonic() > deadline:
-                        raise
-                    log.info("commit refused while the group rebalances (%s); committing once it settled", exc.args[0])
-                    self._poll_paused(0.2)
-        finally:
-            self._committing = None
-        self._uncommitted = None
+        while True:
+            assigned = _positions(self.consumer.assignment())
+            offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in assigned]
+            try:
+                if offsets:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as exc:
+                if exc.args[0].code() not in _REBALANCING or time.monotonic() > deadline:
+                    raise
+                log.info("commit refused while the group rebalances (%s); committing once it settled", exc.args[0])
+                self._poll_paused(0.2)
 
     def rewind(self, batch: MicroBatch) -> None:
-        """Seek back to the batch's first offsets so its records are consumed again."""
-        self._uncommitted = None
+        """Seek back so the batch's records are consumed again, from the group's committed offsets.
+
+        A failed batch may still have been completed on the broker: a transaction whose commit
+        timed out on its way can be committed by its coordinator all the same, with the batch's
+        offsets. The committed offsets (read as stable, ``isolation.level=read_committed``) say
+        where the group really stands; a partition the group has no offset for yet goes back
+        to the batch's first offset, and so does every partition when the broker cannot answer.
+        """
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in _partitions(batch.messages)]
-        for position in batch.first_offsets():
+        first = batch.first_offsets()
+        for position in self._committed_or(first):
             try:
                 self.consumer.seek(position)
             except KafkaException as exc:
@@ -168,6 +173,16 @@ class KafkaSource:
                     position.offset,
                     exc.args[0],
                 )
+
+    def _committed_or(self, first: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offset of each partition, or ``first``'s where there is none."""
+        try:
+            committed = self.consumer.committed(first, timeout=self._settings.session_timeout_ms / 1000)
+        except KafkaException as exc:
+            log.warning("cannot read the committed offsets (%s); rewinding to the batch's first offsets", exc.args[0])
+            return first
+        by_partition = {(p.topic, p.partition): p for p in committed if p.error is None and p.offset >= 0}
+        return [by_partition.get((p.topic, p.partition), p) for p in first]
 
     def group_metadata(self) -> Any:
         """The consumer group metadata (member id, generation) for a transaction's offsets.
@@ -232,35 +247,38 @@ class KafkaSource:
         log.info("assigned %s", _describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Let the batch in flight finish (and commit) before its partitions move."""
+        """Let the batches in flight finish (and commit) before their partitions move."""
         self._refresh_group_metadata(consumer)  # the new generation, or no member id when the partitions were lost
-        in_flight = self._in_flight
-        if in_flight is not None:
-            if not in_flight.done():
-                log.info("waiting for the batch in flight before giving up %s", _describe(partitions))
+        delivered: list[MicroBatch] = []
+        for batch, done in self._in_flight():
+            if not done.done():
+                log.info("waiting for the batches in flight before giving up %s", _describe(partitions))
             try:
-                in_flight.result()
+                done.result()
             except Exception as exc:  # noqa: BLE001 - the consume loop reports it; here it only must not escape
-                log.warning("the batch in flight failed during a rebalance: %s", exc)
-            else:
-                self._commit_revoked(consumer, partitions, self._uncommitted)
-        elif self._committing is not None:
-            self._commit_revoked(consumer, partitions, self._committing)
-        revoked = {(p.topic, p.partition) for p in partitions}
+                log.warning("a batch in flight failed during a rebalance: %s", exc)
+                break  # no later batch was delivered
+            delivered.append(batch)
+        self._commit_revoked(consumer, partitions, delivered)
+        revoked = _positions(partitions)
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in revoked]
         log.info("revoked %s", _describe(partitions))
 
-    def _commit_revoked(self, consumer: Consumer, partitions: list[TopicPartition], batch: MicroBatch | None) -> None:
-        """At-least-once: commit the delivered batch's offsets of the partitions being revoked,
-        before their new owner reads the committed offsets (exactly-once: the transaction did)."""
-        if batch is None or self._settings.guarantee != "at-least-once":
+    def _commit_revoked(
+        self, consumer: Consumer, partitions: list[TopicPartition], delivered: Iterable[MicroBatch]
+    ) -> None:
+        """At-least-once: commit the delivered batches' offsets of the partitions being revoked,
+        before their new owner reads the committed offsets (exactly-once: the transactions did)."""
+        if self._settings.guarantee != "at-least-once":
             return
         revoked = _positions(partitions)
-        offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in revoked]
-        if not offsets:
+        latest: dict[tuple[str, int], TopicPartition] = {}
+        for batch in delivered:  # oldest first: a later batch's offset wins
+            latest |= {(p.topic, p.partition): p for p in batch.next_offsets() if (p.topic, p.partition) in revoked}
+        if not latest:
             return
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=list(latest.values()), asynchronous=False)
         except KafkaException as exc:
             log.warning("cannot commit the revoked partitions (their new owner reads them again): %s", exc.args[0])
 

@@ -37,6 +37,7 @@ BACKLOG_BYTES = 480_000_000  # the input records are padded to add up to this
 CONSUMER_PREFETCH = 64 * MIB  # librdkafka queued.max.messages.kbytes (default): fetched, not yet polled
 ALLOWANCE = 128 * MIB  # interpreter objects of the batches in hand, decoding buffers, allocator slack
 GLIBC = {"MALLOC_ARENA_MAX": "2"}
+MAX_IN_FLIGHT = 2  # the default of --max-batches-in-flight
 
 
 def _delete(bootstrap: str, topics: Topics) -> None:
@@ -76,7 +77,8 @@ def test_slow_output_pauses_input_and_memory_stays_bounded(
         offsets.close()
         _delete(kafka_bootstrap, names)
     backlog = scale.records * padding
-    bound = CONSUMER_PREFETCH + 2 * batch * padding + ALLOWANCE  # fetched + in flight + read ahead
+    # fetched + the batches in flight + the one read ahead
+    bound = CONSUMER_PREFETCH + (MAX_IN_FLIGHT + 1) * batch * padding + ALLOWANCE
     report(
         record_property,
         "backpressure",

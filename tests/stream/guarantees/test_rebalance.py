@@ -3,7 +3,6 @@ ways, revoked partitions commit only what is done, and nothing is lost."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import pytest
@@ -45,16 +44,23 @@ def test_an_instance_joining_and_leaving_moves_partitions_without_losses(
     record_property: Callable[[str, object], None],
 ) -> None:
     names = topics(scale.partitions)
-    positions = produce_records(kafka_bootstrap, names.input, scale.records)
+    half, quarter = scale.records // 2, scale.records // 4
+    positions = produce_records(kafka_bootstrap, names.input, half)
     offsets = GroupOffsets(kafka_bootstrap, group_id, names.input, scale.partitions)
     try:
         with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
             first = workers.start("A")
-            offsets.wait_for(math.ceil(0.25 * scale.records), [first])
+            offsets.wait_for(quarter, [first])
             joined_at = offsets.total()
             second = workers.start("B")
+            wait_until(lambda: sum(_assigned(second.log())) > 0, "B to be assigned partitions")
+            # More records arrive on every partition: B predicts those of its partitions, and
+            # the last ones arrive as B leaves, so that A has to take B's partitions back.
+            positions |= produce_records(kafka_bootstrap, names.input, quarter, start=half)
             wait_until(lambda: _predicted(second) > 0, "B to predict records of the partitions it took over")
-            offsets.wait_for(math.ceil(0.6 * scale.records), [first, second])
+            positions |= produce_records(
+                kafka_bootstrap, names.input, scale.records - half - quarter, start=half + quarter
+            )
             left_at = offsets.total()
             predicted_by_b = int(_predicted(second))
             code, _ = second.terminate(timeout_s=30)

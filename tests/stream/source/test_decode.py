@@ -67,13 +67,15 @@ def test_an_all_bad_batch_has_an_empty_matrix_of_the_right_width() -> None:
     assert not math.isnan(float(decoded.features.sum()))
 
 
-def test_columnar_and_record_by_record_decoding_agree() -> None:
+@pytest.mark.parametrize("multi_line", [False, True], ids=["one-per-line", "one-spread-over-lines"])
+def test_columnar_and_record_by_record_decoding_agree(multi_line: bool) -> None:
     from stream.source.decode import decode_columnar, decode_records
 
     rows = np.random.default_rng(0).normal(size=(300, 4)).round(4).tolist()
     rows[7] = [1, 2, 3, 4]  # integers are numbers too
     messages = [FakeMessage(_value(f"id{i}", row), offset=i) for i, row in enumerate(rows)]
-    messages.append(FakeMessage(b'{"features": [1, 2, 3, 4], "id": "pretty",\n "extra": {"a": 1}}', offset=300))
+    if multi_line:
+        messages.append(FakeMessage(b'{"features": [1, 2, 3, 4], "id": "pretty",\n "extra": {"a": 1}}', offset=300))
     columnar = decode_columnar([m.value() or b"" for m in messages], 4)
     assert columnar is not None
     records = decode_records(messages, 4, 10_000)
