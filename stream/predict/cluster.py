@@ -22,7 +22,7 @@ def start_client(backend: Backend, scheduler: str | None, n_workers: int, rmm_po
             raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     _quiet_dask_logs()
     cluster = _local_cluster(backend, n_workers, rmm_pool_size)
-    log.info("started a local %s Dask cluster with %d workers", backend, n_workers)
+    log.info("started a local %s Dask cluster with %d workers", backend, len(cluster.worker_spec))
     return Client(cluster)
 
 
@@ -30,7 +30,7 @@ def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None) 
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        return LocalCUDACluster(n_workers=n_workers, dashboard_address=":0", rmm_pool_size=rmm_pool_size)
+        return LocalCUDACluster(n_workers=_one_per_gpu(n_workers), dashboard_address=":0", rmm_pool_size=rmm_pool_size)
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -38,6 +38,16 @@ def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None) 
         dashboard_address=":0",
         silence_logs=logging.WARNING,
     )
+
+
+def _one_per_gpu(n_workers: int) -> int:
+    """At most one GPU worker per visible GPU (dask-cuda pins each worker to one device)."""
+    from dask_cuda.utils import get_n_gpus
+
+    gpus = get_n_gpus()
+    if n_workers > gpus:
+        log.warning("%d GPU workers asked for, %d GPU(s) visible: starting %d", n_workers, gpus, gpus)
+    return min(n_workers, gpus)
 
 
 def _quiet_dask_logs() -> None:
