@@ -21,11 +21,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from streamz import Stream
 
 from stream.backend import to_host_numpy
@@ -34,12 +35,15 @@ from stream.errors import KnnStreamError
 from stream.metrics import WorkerMetrics
 from stream.predict.distributed import Prediction
 from stream.sink.commit import BatchCompleter, ProducerFencedError
-from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_predictions
+from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_scored
 from stream.source.breaker import BadRecordBreaker, CircuitOpenError
-from stream.source.decode import DecodedBatch, decode_batch
+from stream.source.decode import DeadLetter, DecodedBatch, decode_batch, one_line_values
 
 log = logging.getLogger(__name__)
 Wait = Callable[["Future[None]"], None]
+# Raw one-line JSON values and the feature count → their ids and predictions, or None when a
+# record is not clean (then the batch is decoded here and its bad records dead-lettered).
+PredictLines = Callable[[list[bytes], int], "tuple[pa.Array, Prediction] | None"]
 
 
 @dataclass(frozen=True)
@@ -57,24 +61,30 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class DecodedStage:
+    """Either the raw one-line values (parsed on the Dask workers) or the batch decoded here."""
+
     batch: MicroBatch
-    decoded: DecodedBatch
+    values: list[bytes] | None
+    decoded: DecodedBatch | None
 
 
 @dataclass(frozen=True)
 class PredictedStage:
     batch: MicroBatch
-    decoded: DecodedBatch
+    scored: Sequence[Any]  # the messages predicted, in the order of the rows
+    ids: pa.Array
     predictions: Any  # host array
     distances: Any  # host array
     model_version: str
+    dead_letters: Sequence[DeadLetter]
 
 
 @dataclass(frozen=True)
 class EncodedStage:
     batch: MicroBatch
-    decoded: DecodedBatch
     records: list[OutboundRecord]
+    scored: int
+    dead_letters: Sequence[DeadLetter]
 
 
 @dataclass(frozen=True)
@@ -106,9 +116,11 @@ class Pipeline:
         breaker: BadRecordBreaker,
         metrics: WorkerMetrics,
         on_prediction: Callable[[Prediction], None] = lambda prediction: None,
+        predict_lines: PredictLines | None = None,
     ) -> None:
         self._config = config
         self._predict_frame = predict_frame
+        self._predict_lines = predict_lines
         self._completer = completer
         self._rewind = rewind
         self._breaker = breaker
@@ -188,8 +200,16 @@ class Pipeline:
         return stage
 
     def _decode(self, batch: MicroBatch) -> DecodedStage:
+        """Clean-looking one-line values go to the workers to be parsed there; others are
+        decoded here, record by record where needed."""
         self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
         self._metrics.batch_size.observe(len(batch))
+        values = [message.value() for message in batch.messages]
+        if self._predict_lines is not None and one_line_values(values, self._config.max_record_bytes):
+            return DecodedStage(batch, values, None)
+        return DecodedStage(batch, None, self._decode_here(batch))
+
+    def _decode_here(self, batch: MicroBatch) -> DecodedBatch:
         decoded = decode_batch(batch.messages, self._config.n_features, self._config.max_record_bytes)
         bad = {id(letter.message) for letter in decoded.dead_letters}
         self._breaker.observe(id(message) in bad for message in batch.messages)
@@ -202,32 +222,46 @@ class Pipeline:
                 message.offset(),
                 dead.error_message,
             )
-        return DecodedStage(batch, decoded)
+        return decoded
 
     def _predict(self, stage: DecodedStage) -> PredictedStage:
         started = time.perf_counter()
-        if len(stage.decoded.ids) == 0:
+        batch = stage.batch
+        if stage.values is not None and self._predict_lines is not None:
+            scored = self._predict_lines(stage.values, self._config.n_features)
+            if scored is not None:
+                self._breaker.observe(False for _ in batch.messages)
+                ids, prediction = scored
+                return self._predicted(batch, batch.messages, ids, prediction, [], started)
+        decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch)
+        if len(decoded.ids) == 0:
             empty = to_host_numpy([])
-            return PredictedStage(stage.batch, stage.decoded, empty, empty, "")
-        prediction = self._predict_frame(stage.decoded.features)
+            return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", decoded.dead_letters)
+        prediction = self._predict_frame(decoded.features)
+        ids = pa.array(decoded.ids, pa.string())
+        return self._predicted(batch, decoded.messages, ids, prediction, decoded.dead_letters, started)
+
+    def _predicted(
+        self,
+        batch: MicroBatch,
+        scored: Sequence[Any],
+        ids: pa.Array,
+        prediction: Prediction,
+        dead_letters: Sequence[DeadLetter],
+        started: float,
+    ) -> PredictedStage:
         self._metrics.predict_time.observe(time.perf_counter() - started)
         self._on_prediction(prediction)
-        return PredictedStage(
-            stage.batch,
-            stage.decoded,
-            prediction.frame["prediction"].to_numpy(),
-            prediction.frame["distance"].to_numpy(),
-            prediction.version,
-        )
+        frame = prediction.frame
+        predictions, distances = frame["prediction"].to_numpy(), frame["distance"].to_numpy()
+        return PredictedStage(batch, scored, ids, predictions, distances, prediction.version, dead_letters)
 
     def _encode(self, stage: PredictedStage) -> EncodedStage:
-        records = encode_predictions(
-            stage.decoded, stage.predictions, stage.distances, stage.model_version, self._config.output_topic
+        records = encode_scored(
+            stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self._config.output_topic
         )
-        records += encode_dead_letters(
-            stage.decoded.dead_letters, self._config.dlq_topic, self._config.max_record_bytes
-        )
-        return EncodedStage(stage.batch, stage.decoded, records)
+        records += encode_dead_letters(stage.dead_letters, self._config.dlq_topic, self._config.max_record_bytes)
+        return EncodedStage(stage.batch, records, len(stage.scored), stage.dead_letters)
 
     def _prepared(self, stage: EncodedStage) -> None:
         self._last_prepared = stage
@@ -254,9 +288,9 @@ class Pipeline:
     def _settle(self, job: BatchJob) -> None:
         self._metrics.in_flight.dec()
         self._failures_in_a_row = 0
-        decoded = job.prepared.result().decoded
-        self._metrics.predicted.labels(self._config.input_topic).inc(len(decoded.ids))
-        for dead in decoded.dead_letters:
+        encoded = job.prepared.result()
+        self._metrics.predicted.labels(self._config.input_topic).inc(encoded.scored)
+        for dead in encoded.dead_letters:
             self._metrics.dead_lettered.labels(self._config.input_topic, dead.reason).inc()
         self._metrics.batch_latency.observe(time.monotonic() - job.batch.opened_at)
 

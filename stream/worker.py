@@ -91,6 +91,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             BadRecordBreaker(settings.bad_ratio_limit, settings.bad_ratio_window, settings.bad_run_limit),
             metrics,
             on_prediction=follower.observe,
+            predict_lines=predictor.predict_lines,
         )
         source.track(pipeline.in_flight)
         _consume_until_stopped(source, pipeline, follower, health, metrics, stop)

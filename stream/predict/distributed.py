@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from distributed import Client
 
 from stream.backend import Backend
 from stream.errors import KnnStreamError
+from stream.predict.lines import ScoredLines, score_lines_on_worker
 from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,35 @@ class DaskPredictor:
         shadow = None if shadow_version is None else np.concatenate([s for _, s in answers])
         return Prediction(version, frame, shadow, shadow_version)
 
+    def predict_lines(self, values: list[bytes], n_features: int) -> tuple[pa.Array, Prediction] | None:
+        """The ids and predictions of raw one-line JSON records, parsed on the workers; ``None``
+        when any record is not clean (the caller decodes the batch and dead-letters the bad ones)."""
+        if self.version is None:
+            raise ModelLoadError("no model version is active")
+        version, shadow_version = self.version, self.shadow_version
+        parts = split_rows(values, self._worker_count())
+        # The payloads go to the workers as data, not inside the tasks (no large task graphs).
+        payloads = self._client.scatter([b"\n".join(part) for part in parts], hash=False)
+        futures = [
+            self._client.submit(
+                score_lines_on_worker, payload, len(part), n_features, version, shadow_version, pure=False
+            )
+            for payload, part in zip(payloads, parts, strict=True)
+        ]
+        answers: list[ScoredLines | None] = self._client.gather(futures)
+        scored = [answer for answer in answers if answer is not None]
+        if len(scored) < len(answers):
+            return None
+        ids = pa.concat_arrays([part.ids for part in scored])
+        shadow = None if shadow_version is None else np.concatenate([part.shadow for part in scored])
+        frame = pd.DataFrame(
+            {
+                "prediction": np.concatenate([part.predictions for part in scored]),
+                "distance": np.concatenate([part.distances for part in scored]),
+            }
+        )
+        return ids, Prediction(version, frame, shadow, shadow_version)
+
     def _forget(self, version: str) -> None:
         try:
             self._client.unregister_worker_plugin(plugin_name(version))
@@ -100,8 +131,8 @@ class DaskPredictor:
         return self._workers
 
 
-def split_rows(rows: np.ndarray, parts: int) -> list[np.ndarray]:
-    """Contiguous, nearly equal row ranges; never an empty part."""
+def split_rows(rows: Any, parts: int) -> list[Any]:
+    """Contiguous, nearly equal row ranges (of an array or a list); never an empty part."""
     count = len(rows)
     parts = max(1, min(parts, count))
     bounds = [count * i // parts for i in range(parts + 1)]

@@ -89,13 +89,13 @@ def predict_on_worker(features: np.ndarray, version: str, shadow_version: str | 
     """
     plugin = worker_plugin(version)
     frame = get_df_pkg(plugin.backend).DataFrame(features, columns=plugin.feature_names)
-    predicted = _to_host(worker_predictor(version).predict(frame))
+    predicted = to_host_frame(worker_predictor(version).predict(frame))
     shadow = None
     if shadow_version is not None:
-        shadow = _to_host(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
+        shadow = to_host_frame(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
     return predicted, shadow
 
 
-def _to_host(frame: Any) -> Any:
+def to_host_frame(frame: Any) -> Any:
     to_pandas = getattr(frame, "to_pandas", None)
     return to_pandas() if callable(to_pandas) else frame

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii as _quote
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from stream.source.decode import DeadLetter, DecodedBatch
 
 MODEL_VERSION_HEADER = "knnstream.model.version"
+_NEEDS_ESCAPING = r'["\\\x00-\x1f\x7f-\x{10ffff}]'  # JSON escapes, and non-ASCII kept ASCII-safe
 
 
-@dataclass(frozen=True)
-class OutboundRecord:
-    """One record to produce, with the position of the input record it answers."""
+class OutboundRecord(NamedTuple):
+    """One record to produce, with the position of the input record it answers (a tuple:
+    a batch makes tens of thousands of them)."""
 
     topic: str
     key: bytes | None
@@ -34,29 +34,58 @@ def encode_predictions(
     model_version: str,
     output_topic: str,
 ) -> list[OutboundRecord]:
-    """JSON ``{"id", "prediction", "model_version", "distance"}`` keyed like the input record.
+    """JSON ``{"id", "prediction", "model_version", "distance"}`` keyed like the input record."""
+    return encode_scored(
+        decoded.messages, pa.array(decoded.ids, pa.string()), predictions, distances, model_version, output_topic
+    )
 
-    The JSON is written with one format string per record (the hot path of the worker), from
-    pieces already in JSON form: quoted ids, the predictions, the quoted version.
+
+def encode_scored(
+    messages: Sequence[Any],
+    ids: pa.Array,
+    predictions: np.ndarray,
+    distances: np.ndarray,
+    model_version: str,
+    output_topic: str,
+) -> list[OutboundRecord]:
+    """One prediction record per message (row i answers ``messages[i]``), keyed like it.
+
+    The values are assembled column-wise by Arrow (the hot path of the worker): quoted ids,
+    predictions and distances as JSON text, joined with the constant parts.
     """
     headers = ((MODEL_VERSION_HEADER, model_version.encode()),)
-    version = f'"model_version": {json.dumps(model_version)}'
-    records = []
-    for message, record_id, prediction, distance in zip(
-        decoded.messages, decoded.ids, json_scalars(predictions), distances.tolist(), strict=True
-    ):
-        value = f'{{"id": {_quote(record_id)}, "prediction": {prediction}, {version}, "distance": {distance!r}}}'
-        records.append(OutboundRecord(output_topic, message.key(), value.encode(), headers, message))
-    return records
+    values = pc.binary_join_element_wise(
+        '{"id": ',
+        _json_strings(ids.cast(pa.string())),
+        ', "prediction": ',
+        _json_values(predictions),
+        f', "model_version": {json.dumps(model_version)}, "distance": ',
+        _json_values(distances),
+        "}",
+        "",
+    )
+    return [
+        OutboundRecord(output_topic, message.key(), value, headers, message)
+        for message, value in zip(messages, values.cast(pa.binary()).to_pylist(), strict=True)
+    ]
 
 
-def json_scalars(values: np.ndarray) -> list[str]:
-    """Each value as JSON text: numbers as numbers, anything else as a JSON string."""
+def _json_strings(strings: pa.Array) -> pa.Array:
+    """Each string as a JSON string; only one that needs escaping pays for ``json.dumps``."""
+    if not pc.any(pc.match_substring_regex(strings, _NEEDS_ESCAPING)).as_py():
+        return pc.binary_join_element_wise('"', strings, '"', "")
+    return pa.array([json.dumps(value) for value in strings.to_pylist()], pa.string())
+
+
+def _json_values(values: np.ndarray) -> pa.Array:
+    """Numbers as JSON numbers (non-finite ones as ``null``), anything else as JSON strings."""
     if values.dtype.kind in "iub":
-        return [str(int(value)) for value in values.tolist()]
+        return pc.cast(pa.array(values.astype(np.int64)), pa.string())
     if values.dtype.kind == "f":
-        return [repr(float(value)) if math.isfinite(value) else "null" for value in values.tolist()]
-    return [json.dumps(value.item() if isinstance(value, np.generic) else value) for value in values]
+        numbers = pa.array(values.astype(np.float64))
+        text = pc.cast(numbers, pa.string())
+        return pc.if_else(pc.is_finite(numbers), text, pa.scalar("null"))
+    return pa.array([json.dumps(v.item() if isinstance(v, np.generic) else v) for v in values], pa.string())
 
 
 def encode_dead_letters(

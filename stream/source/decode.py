@@ -65,15 +65,34 @@ def decode_columnar(values: Sequence[bytes], n_features: int) -> tuple[list[str]
     A batch with a single bad record falls back to :func:`decode_records`, which finds and
     explains it; a clean batch never pays for a Python-level parse of every record.
     """
-    options = _MULTI_LINE if any(b"\n" in value for value in values) else _ONE_PER_LINE
+    multi_line = any(b"\n" in value for value in values)
+    decoded = decode_lines(b"\n".join(values), len(values), n_features, multi_line)
+    if decoded is None:
+        return None
+    ids, features = decoded
+    return ids.to_pylist(), features
+
+
+def one_line_values(values: Sequence[bytes | None], max_record_bytes: int) -> bool:
+    """Whether every value is present, within the size limit and on one line: then the batch
+    can go to the Dask workers as newline-delimited JSON, parsed there at once
+    (:func:`decode_lines`, or cuDF's JSON reader on a GPU)."""
+    return all(value and len(value) <= max_record_bytes and b"\n" not in value for value in values)
+
+
+def decode_lines(
+    payload: bytes, n_rows: int, n_features: int, multi_line: bool = False
+) -> tuple[pa.Array, np.ndarray] | None:
+    """Ids (an Arrow string array) and float32 features of ``n_rows`` newline-delimited
+    records, or ``None`` if any record is not clean (then :func:`decode_records` explains)."""
     try:
-        table = pa_json.read_json(io.BytesIO(b"\n".join(values)), parse_options=options)
+        table = pa_json.read_json(io.BytesIO(payload), parse_options=_MULTI_LINE if multi_line else _ONE_PER_LINE)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != len(values):
+    if table.num_rows != n_rows:
         return None
-    ids, features = table.column("id"), table.column("features")
-    if ids.null_count:
+    ids, features = table.column("id").combine_chunks(), table.column("features")
+    if ids.null_count or pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
         return None
     lists = features.combine_chunks()
     if lists.null_count or pc.any(pc.not_equal(pc.list_value_length(lists), n_features)).as_py():
@@ -81,13 +100,10 @@ def decode_columnar(values: Sequence[bytes], n_features: int) -> tuple[list[str]
     flat = lists.flatten()
     if flat.null_count:
         return None
-    matrix = flat.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(values), n_features)
+    matrix = flat.to_numpy(zero_copy_only=False).astype(np.float64).reshape(n_rows, n_features)
     if not np.isfinite(matrix).all() or np.abs(matrix).max(initial=0.0) > _FLOAT32_MAX:
         return None
-    id_list = ids.to_pylist()
-    if not all(id_list):
-        return None
-    return id_list, matrix.astype(np.float32)
+    return ids, matrix.astype(np.float32)
 
 
 def decode_records(messages: Sequence[Any], n_features: int, max_record_bytes: int) -> DecodedBatch:

@@ -103,6 +103,7 @@ def running_worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         wait_healthy(worker, port)
         outputs = consume_until(kafka_bootstrap, topics["out"], lambda got: len(got) >= RECORDS)
         assert len(outputs) >= RECORDS, read_output(worker)
+        _wait_for_sample(port, "knnstream_records_dead_lettered_total{")  # counted once the batch commits
         yield RunningWorker(port, topics["in"], model, ids)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -121,6 +122,13 @@ def _produce(bootstrap: str, topic: str) -> list[str]:
         producer.produce(topic, key=f"scrape-bad-{number}".encode(), value=value)
     assert producer.flush(30) == 0
     return ids
+
+
+def _wait_for_sample(port: int, sample_start: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sample_start not in scrape(port):
+        assert time.monotonic() < deadline, f"no {sample_start} sample after {timeout_s} s"
+        time.sleep(0.1)
 
 
 def _sample_value(text: str, name: str, labels: dict[str, str]) -> float | None:

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,3 +112,49 @@ def test_a_failed_batch_rewinds_itself_and_every_later_one_undelivered(depth: in
     in_flight_with_the_failure = [o for o in (3, 6) if o not in completer.committed]
     assert rewound[: len(in_flight_with_the_failure)] == in_flight_with_the_failure
     assert all(later not in completer.delivered for later in rewound)
+
+
+class KeepingCompleter(RecordingCompleter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[OutboundRecord] = []
+
+    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
+        super().deliver(batch, records)
+        self.records += records
+
+
+def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here() -> None:
+    """The worker-side parser takes clean batches whole; a batch with a bad record comes back
+    and is decoded here: the bad record is dead-lettered, the others are predicted."""
+    from stream.backend import to_host_numpy
+    from stream.predict.lines import parse_lines
+
+    model, completer = ScriptedModel(), KeepingCompleter()
+    parsed_on_workers: list[int] = []
+
+    def predict_lines(values: list[bytes], n_features: int) -> tuple[Any, Prediction] | None:
+        parsed = parse_lines(b"\n".join(values), len(values), n_features, "cpu")
+        if parsed is None:
+            return None
+        parsed_on_workers.append(len(values))
+        ids, matrix = parsed
+        return ids, model.predict(to_host_numpy(matrix))
+
+    config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0)
+    pipeline = Pipeline(
+        config, model.predict, completer, lambda batch: None, BadRecordBreaker(1.0, 100, 100), WorkerMetrics(),
+        predict_lines=predict_lines,
+    )  # fmt: skip
+    clean, unclean = _batch(0), _batch(3)
+    unclean.messages[1]._value = b'{"id": "bad", "features": [1.0]}'
+    pipeline.submit(clean)
+    pipeline.submit(unclean)
+    pipeline.drain(_wait)
+    pipeline.close()
+    assert parsed_on_workers == [3]
+    predictions = [json.loads(record.value) for record in completer.records if record.topic == "out"]
+    dead_letters = [record.value for record in completer.records if record.topic == "dlq"]
+    assert [doc["id"] for doc in predictions] == ["r0", "r1", "r2", "r3", "r5"]
+    assert [doc["prediction"] for doc in predictions] == [0, 1, 2, 3, 5]
+    assert dead_letters == [b'{"id": "bad", "features": [1.0]}']

@@ -77,8 +77,9 @@ def test_slow_output_pauses_input_and_memory_stays_bounded(
         offsets.close()
         _delete(kafka_bootstrap, names)
     backlog = scale.records * padding
-    # fetched + the batches in flight + the one read ahead
-    bound = CONSUMER_PREFETCH + (MAX_IN_FLIGHT + 1) * batch * padding + ALLOWANCE
+    # fetched + the batches in flight (their records, and the copy joined for the Dask workers to
+    # parse) + the one read ahead
+    bound = CONSUMER_PREFETCH + (2 * MAX_IN_FLIGHT + 1) * batch * padding + ALLOWANCE
     report(
         record_property,
         "backpressure",

@@ -1,0 +1,81 @@
+"""Scoring raw feature records on the Dask worker: parse, predict, send back host results.
+
+The driver sends a batch's values as newline-delimited JSON (one bytes object per worker), so
+parsing runs on the workers: with cuDF's JSON reader on a GPU worker, with Arrow's on a CPU
+one. A part with any record that is not clean comes back as ``None``; the driver then decodes
+the batch itself, record by record, and dead-letters what must be.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from stream.backend import Backend, get_array_pkg, get_df_pkg
+from stream.predict.plugin import to_host_frame, worker_plugin, worker_predictor
+from stream.source.decode import decode_lines
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class ScoredLines:
+    """One part's results, in the order of its records (host arrays)."""
+
+    ids: pa.Array
+    predictions: np.ndarray
+    distances: np.ndarray
+    shadow: np.ndarray | None
+
+
+def score_lines_on_worker(
+    payload: bytes, n_rows: int, n_features: int, version: str, shadow_version: str | None = None
+) -> ScoredLines | None:
+    """Dask task: parse ``n_rows`` records and predict them with ``version`` (and the shadow)."""
+    plugin = worker_plugin(version)
+    decoded = parse_lines(payload, n_rows, n_features, plugin.backend)
+    if decoded is None:
+        return None
+    ids, matrix = decoded
+    frame = get_df_pkg(plugin.backend).DataFrame(matrix, columns=plugin.feature_names)
+    predicted = to_host_frame(worker_predictor(version).predict(frame))
+    shadow = None
+    if shadow_version is not None:
+        shadow = to_host_frame(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
+    return ScoredLines(ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), shadow)
+
+
+def parse_lines(payload: bytes, n_rows: int, n_features: int, backend: Backend) -> tuple[pa.Array, Any] | None:
+    """Ids (host Arrow strings) and a float32 feature matrix of the backend's array type."""
+    if backend == "gpu":
+        return _parse_lines_gpu(payload, n_rows, n_features)
+    return decode_lines(payload, n_rows, n_features)
+
+
+def _parse_lines_gpu(payload: bytes, n_rows: int, n_features: int) -> tuple[pa.Array, Any] | None:
+    """cuDF's JSON reader; the same checks as :func:`stream.source.decode.decode_lines`."""
+    cudf, cupy = get_df_pkg("gpu"), get_array_pkg("gpu")
+    try:
+        frame = cudf.read_json(io.BytesIO(payload), lines=True)
+    except (RuntimeError, ValueError, TypeError):
+        return None
+    if len(frame) != n_rows or "id" not in frame.columns or "features" not in frame.columns:
+        return None
+    ids, lists = frame["id"], frame["features"]
+    if not cudf.api.types.is_string_dtype(ids.dtype) or ids.null_count or bool((ids.str.len() == 0).any()):
+        return None
+    if not isinstance(lists.dtype, cudf.ListDtype) or lists.null_count:
+        return None
+    if bool((lists.list.len() != n_features).any()):
+        return None
+    leaves = lists.list.leaves
+    if leaves.null_count or leaves.dtype.kind not in "iuf":
+        return None
+    matrix = leaves.values.astype(cupy.float64).reshape(n_rows, n_features)
+    if not bool(cupy.isfinite(matrix).all()) or float(cupy.abs(matrix).max()) > _FLOAT32_MAX:
+        return None
+    return ids.to_arrow().cast(pa.string()), matrix.astype(cupy.float32)  # cuDF hands out large_string
