@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
 from stream.produce import FeatureRecord, send
 from stream.settings import BenchSettings
+from stream.soak import SoakResult, soak
+
+SOAK_WINDOW_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class BenchResult:
     p99_ms: float
     machine: str
     date: str
+    soak_seconds: float = 0.0
+    soak_worker_rss_mib: tuple[float, ...] = ()  # at the end of each soak window
+    soak_tree_rss_mib: tuple[float, ...] = ()
 
 
 def run_bench(settings: BenchSettings) -> BenchResult:
@@ -67,7 +74,7 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         with tempfile.TemporaryDirectory(prefix="knnstream-bench-") as workdir:
             store = _publish_index(settings, backend, Path(workdir))
             raw = _raw_throughput(settings, backend, store)
-            e2e, offered, p50, p99 = _end_to_end(settings, backend, store)
+            e2e, offered, p50, p99, soaked = _end_to_end(settings, backend, store)
     finally:
         if started_broker:
             stop_local_broker(settings.bootstrap_servers)
@@ -75,6 +82,7 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         backend, settings.index_rows, settings.features, settings.k, settings.batch_size, settings.records,
         settings.partitions, settings.workers, raw, e2e, e2e / raw, offered, p50, p99,
         f"{platform.node()} ({platform.machine()}, {_device_name(backend)})", time.strftime("%Y-%m-%d"),
+        *_soak_fields(soaked),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -93,6 +101,17 @@ def format_table(result: BenchResult) -> str:
         ("machine", result.machine),
         ("date", result.date),
     ]
+    if result.soak_worker_rss_mib:
+        first, last = result.soak_worker_rss_mib[0], result.soak_worker_rss_mib[-1]
+        rows.insert(
+            -2,
+            (
+                "soak",
+                f"{result.soak_seconds:.0f} s: worker RSS {first:.0f} → {last:.0f} MiB"
+                f" (max {max(result.soak_worker_rss_mib):.0f}; with Dask"
+                f" {result.soak_tree_rss_mib[0]:.0f} → {result.soak_tree_rss_mib[-1]:.0f} MiB)",
+            ),
+        )
     return "\n".join(f"{name:<20}{value}" for name, value in rows)
 
 
@@ -147,7 +166,9 @@ def _synchronise(frame: Any) -> None:
     frame["prediction"].to_numpy()  # brings the result to the host, so GPU work is finished
 
 
-def _end_to_end(settings: BenchSettings, backend: Backend, store: str) -> tuple[float, float, float, float]:
+def _end_to_end(
+    settings: BenchSettings, backend: Backend, store: str
+) -> tuple[float, float, float, float, SoakResult | None]:
     suffix = uuid.uuid4().hex[:8]
     topics = {"input": f"bench-in-{suffix}", "output": f"bench-out-{suffix}", "dlq": f"bench-dlq-{suffix}"}
     create_topics(settings.bootstrap_servers, [topics["input"], topics["output"]], settings.partitions)
@@ -167,11 +188,36 @@ def _end_to_end(settings: BenchSettings, backend: Backend, store: str) -> tuple[
         offered = e2e / 2
         count = max(1, int(offered * settings.latency_seconds))
         latencies = _latency_phase(producer, topics["input"], reader, _records(settings, "l", count), offered)
+        soaked = None
+        if settings.soak_seconds > 0:
+            window = _soak_window(settings, producer, topics["input"], reader, offered)
+            soaked = soak(window, worker.pid, settings.soak_seconds, SOAK_WINDOW_S)
         reader.close()
     finally:
         stop_worker_process(worker)
     p50, p99 = np.percentile(latencies, [50, 99])
-    return e2e, offered, float(p50), float(p99)
+    return e2e, offered, float(p50), float(p99), soaked
+
+
+def _soak_window(
+    settings: BenchSettings, producer: Producer, topic: str, reader: _OutputReader, rate: float
+) -> Callable[[int], None]:
+    """Window n: ``rate`` records a second for ``SOAK_WINDOW_S`` seconds, until all are predicted."""
+
+    def run(number: int) -> None:
+        reader.forget()
+        records = _records(settings, f"s{number}-", max(1, int(rate * SOAK_WINDOW_S)))
+        send(producer, topic, records, rate)
+        reader.wait_for(len(records), timeout_s=600)
+
+    return run
+
+
+def _soak_fields(soaked: SoakResult | None) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+    if soaked is None:
+        return 0.0, (), ()
+    rounded = [tuple(round(mib, 1) for mib in samples) for samples in (soaked.worker_rss_mib, soaked.tree_rss_mib)]
+    return soaked.seconds, rounded[0], rounded[1]
 
 
 def _latency_phase(
@@ -217,6 +263,10 @@ class _OutputReader:
                 value = message.value()
                 if message.error() is None and value is not None:
                     self.received_at.setdefault(json.loads(value)["id"], time.monotonic())
+
+    def forget(self) -> None:
+        """Start counting afresh (a long soak would otherwise remember every id)."""
+        self.received_at.clear()
 
     def close(self) -> None:
         self._consumer.close()

@@ -186,5 +186,8 @@ class BenchSettings(ComputeSettings):
     workers: int = Field(1, ge=1, description="Dask workers (GPUs on the GPU backend)")
     format: Literal["json"] = Field("json", description="record format")
     latency_seconds: float = Field(10.0, gt=0, description="length of the fixed-load latency phase")
+    soak_seconds: float = Field(
+        0.0, ge=0, description="then this long more at the same load, sampling the worker's RSS every 30 s (0: no soak)"
+    )
     json_output: bool = Field(False, description="print one JSON object instead of a table (flag: --json)")
     metrics_port: int = Field(9109, ge=0, le=65535, description="port of the benchmarked worker's /metrics")

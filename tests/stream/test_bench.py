@@ -1,0 +1,35 @@
+"""``knnstream bench`` end to end on a tiny workload, against the real broker: the figures it
+prints are the ones it measured, and a soak samples the worker's memory once per window."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stream import bench
+from stream.settings import BenchSettings
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.kafka
+
+
+def test_a_small_bench_measures_both_rates_latency_and_memory(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench, "SOAK_WINDOW_S", 1.0)
+    settings = BenchSettings(
+        bootstrap_servers=kafka_bootstrap, backend="cpu", index_rows=2_000, features=8, k=3, batch_size=200,
+        records=1_000, partitions=2, workers=1, latency_seconds=1, soak_seconds=2, json_output=True,
+        metrics_port=free_port(),
+    )  # fmt: skip
+    result = bench.run_bench(settings)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["e2e_rows_per_s"] == result.e2e_rows_per_s > 0
+    assert printed["raw_rows_per_s"] == result.raw_rows_per_s > 0
+    assert printed["ratio"] == pytest.approx(result.e2e_rows_per_s / result.raw_rows_per_s)
+    assert 0 < printed["p50_ms"] <= printed["p99_ms"]
+    assert printed["offered_rows_per_s"] == pytest.approx(result.e2e_rows_per_s / 2)
+    assert len(printed["soak_worker_rss_mib"]) == 2
+    samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)
+    assert all(0 < own <= tree for own, tree in samples)

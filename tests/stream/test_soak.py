@@ -1,0 +1,37 @@
+"""The soak's memory samples: one per window, of the process and of its whole tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from stream.soak import rss_mib, soak
+
+
+def test_one_sample_per_window_after_the_window_ran() -> None:
+    ran: list[int] = []
+    hoard: list[bytes] = []
+
+    def window(number: int) -> None:
+        ran.append(number)
+        hoard.append(b"x" * (32 * 1024 * 1024))  # this process grows by 32 MiB a window
+
+    result = soak(window, os.getpid(), seconds=2.5, window_s=1.0)
+    assert ran == [0, 1, 2]
+    assert len(result.worker_rss_mib) == len(result.tree_rss_mib) == 3
+    assert result.growth_mib >= 60, result.worker_rss_mib
+
+
+def test_the_tree_counts_the_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; data = b'x' * (64 * 1024 * 1024); time.sleep(30)"])
+    try:
+        for _ in range(100):
+            own, total = rss_mib(os.getpid())
+            if total - own >= 60:
+                break
+            subprocess.run([sys.executable, "-c", "pass"], check=True)  # give the child time to allocate
+        assert total - own >= 60, (own, total)
+    finally:
+        child.kill()
+        child.wait()
