@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -33,9 +33,10 @@ from stream.backend import to_host_numpy
 from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
 from stream.metrics import WorkerMetrics
+from stream.pipeline_stages import BatchJob, DecodedStage, EncodedStage, PredictedStage
 from stream.predict.distributed import Prediction
 from stream.sink.commit import BatchCompleter, ProducerFencedError
-from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_scored
+from stream.sink.encode import encode_dead_letters, encode_scored
 from stream.source.breaker import BadRecordBreaker, CircuitOpenError
 from stream.source.decode import DeadLetter, DecodedBatch, decode_batch, one_line_values
 
@@ -57,43 +58,6 @@ class PipelineConfig:
     retry_backoff_s: float = 0.5
     max_backoff_s: float = 5.0
     max_in_flight: int = 2
-
-
-@dataclass(frozen=True)
-class DecodedStage:
-    """Either the raw one-line values (parsed on the Dask workers) or the batch decoded here."""
-
-    batch: MicroBatch
-    values: list[bytes] | None
-    decoded: DecodedBatch | None
-
-
-@dataclass(frozen=True)
-class PredictedStage:
-    batch: MicroBatch
-    scored: Sequence[Any]  # the messages predicted, in the order of the rows
-    ids: pa.Array
-    predictions: Any  # host array
-    distances: Any  # host array
-    model_version: str
-    dead_letters: Sequence[DeadLetter]
-
-
-@dataclass(frozen=True)
-class EncodedStage:
-    batch: MicroBatch
-    records: list[OutboundRecord]
-    scored: int
-    dead_letters: Sequence[DeadLetter]
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """One batch on its way: prepared on one thread, delivered on the other, committed last."""
-
-    batch: MicroBatch
-    prepared: Future[EncodedStage]
-    done: Future[None] = field(default_factory=Future)
 
 
 class BatchFailedError(KnnStreamError):
