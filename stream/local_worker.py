@@ -38,17 +38,23 @@ def start_worker_process(
 
 def wait_worker_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 180.0) -> None:
     """Wait until ``/healthz`` answers 200; fail early if the worker exits."""
+    wait_until_ok(worker, f"http://127.0.0.1:{port}/healthz", "the worker", timeout_s)
+
+
+def wait_until_ok(process: subprocess.Popen[bytes], url: str, what: str, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; :class:`KnnStreamError` when ``process`` exits first
+    or the time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise KnnStreamError(f"the worker exited with code {worker.returncode} before it was ready")
+        if process.poll() is not None:
+            raise KnnStreamError(f"{what} exited with code {process.returncode} before it was ready")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+            with urllib.request.urlopen(url, timeout=1) as answer:
                 if answer.status == 200:
                     return
         except OSError:
-            time.sleep(0.2)
-    raise KnnStreamError(f"the worker was not healthy within {timeout_s:.0f} s")
+            time.sleep(0.1)
+    raise KnnStreamError(f"{what} was not ready within {timeout_s:.0f} s ({url})")
 
 
 def stop_worker_process(worker: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:

@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import Consumer
 
+from stream.errors import KnnStreamError
+from stream.local_worker import wait_worker_healthy
+
 N_FEATURES = 6
 
 
@@ -64,16 +67,10 @@ def start_worker(args: Sequence[str], env: dict[str, str] | None = None, **popen
 
 
 def wait_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert worker.poll() is None, f"worker exited early: {read_output(worker)}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("worker not healthy in time")
+    try:
+        wait_worker_healthy(worker, port, timeout_s)
+    except KnnStreamError as exc:
+        raise AssertionError(f"{exc}: {read_output(worker)}") from exc
 
 
 def read_output(worker: subprocess.Popen[bytes]) -> str:

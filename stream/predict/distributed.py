@@ -82,10 +82,7 @@ class DaskPredictor:
         version, shadow_version = self.version, self.shadow_version
         parts = split_rows(features, self._worker_count())
         futures = [self._client.submit(predict_on_worker, part, version, shadow_version, pure=False) for part in parts]
-        answers = self._client.gather(futures)
-        frame = pd.concat([frame for frame, _ in answers], ignore_index=True)
-        shadow = None if shadow_version is None else np.concatenate([s for _, s in answers])
-        return Prediction(version, frame, shadow, shadow_version)
+        return _combine(self._client.gather(futures), version, shadow_version)
 
     def predict_lines(self, values: list[bytes], n_features: int) -> tuple[pa.Array, Prediction] | None:
         """The ids and predictions of raw one-line JSON records, parsed on the workers; ``None``
@@ -107,14 +104,7 @@ class DaskPredictor:
         if len(scored) < len(answers):
             return None
         ids = pa.concat_arrays([part.ids for part in scored])
-        shadow = None if shadow_version is None else np.concatenate([part.shadow for part in scored])
-        frame = pd.DataFrame(
-            {
-                "prediction": np.concatenate([part.predictions for part in scored]),
-                "distance": np.concatenate([part.distances for part in scored]),
-            }
-        )
-        return ids, Prediction(version, frame, shadow, shadow_version)
+        return ids, _combine([(part.predicted, part.shadow) for part in scored], version, shadow_version)
 
     def _forget(self, version: str) -> None:
         try:
@@ -129,6 +119,13 @@ class DaskPredictor:
             self._workers = max(1, len(self._client.scheduler_info(n_workers=-1)["workers"]))
             self._workers_checked_at = now
         return self._workers
+
+
+def _combine(answers: list[tuple[Any, Any]], version: str, shadow_version: str | None) -> Prediction:
+    """One prediction of the parts' (frame, shadow) answers, in the order of the parts."""
+    frame = pd.concat([frame for frame, _ in answers], ignore_index=True)
+    shadow = None if shadow_version is None else np.concatenate([shadow for _, shadow in answers])
+    return Prediction(version, frame, shadow, shadow_version)
 
 
 def split_rows(rows: Any, parts: int) -> list[Any]:

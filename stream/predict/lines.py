@@ -16,19 +16,17 @@ import numpy as np
 import pyarrow as pa
 
 from stream.backend import Backend, get_array_pkg, get_df_pkg
-from stream.predict.plugin import to_host_frame, worker_plugin, worker_predictor
-from stream.source.decode import decode_lines
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+from stream.predict.plugin import predict_on_worker, worker_plugin
+from stream.source.decode import FLOAT32_MAX, decode_lines
 
 
 @dataclass(frozen=True)
 class ScoredLines:
-    """One part's results, in the order of its records (host arrays)."""
+    """One part's results, in the order of its records: host ids, and what
+    :func:`~stream.predict.plugin.predict_on_worker` returns."""
 
     ids: pa.Array
-    predictions: np.ndarray
-    distances: np.ndarray
+    predicted: Any  # a pandas frame of prediction and distance
     shadow: np.ndarray | None
 
 
@@ -36,17 +34,12 @@ def score_lines_on_worker(
     payload: bytes, n_rows: int, n_features: int, version: str, shadow_version: str | None = None
 ) -> ScoredLines | None:
     """Dask task: parse ``n_rows`` records and predict them with ``version`` (and the shadow)."""
-    plugin = worker_plugin(version)
-    decoded = parse_lines(payload, n_rows, n_features, plugin.backend)
+    decoded = parse_lines(payload, n_rows, n_features, worker_plugin(version).backend)
     if decoded is None:
         return None
     ids, matrix = decoded
-    frame = get_df_pkg(plugin.backend).DataFrame(matrix, columns=plugin.feature_names)
-    predicted = to_host_frame(worker_predictor(version).predict(frame))
-    shadow = None
-    if shadow_version is not None:
-        shadow = to_host_frame(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
-    return ScoredLines(ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), shadow)
+    predicted, shadow = predict_on_worker(matrix, version, shadow_version)
+    return ScoredLines(ids, predicted, shadow)
 
 
 def parse_lines(payload: bytes, n_rows: int, n_features: int, backend: Backend) -> tuple[pa.Array, Any] | None:
@@ -76,6 +69,6 @@ def _parse_lines_gpu(payload: bytes, n_rows: int, n_features: int) -> tuple[pa.A
     if leaves.null_count or leaves.dtype.kind not in "iuf":
         return None
     matrix = leaves.values.astype(cupy.float64).reshape(n_rows, n_features)
-    if not bool(cupy.isfinite(matrix).all()) or float(cupy.abs(matrix).max()) > _FLOAT32_MAX:
+    if not bool(cupy.isfinite(matrix).all()) or float(cupy.abs(matrix).max()) > FLOAT32_MAX:
         return None
     return ids.to_arrow().cast(pa.string()), matrix.astype(cupy.float32)  # cuDF hands out large_string

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 from distributed import WorkerPlugin, get_worker
 
 from model_store import ModelStore
@@ -80,22 +79,23 @@ def worker_predictor(version: str, worker: Any = None) -> KnnPredictor:
     return predictor
 
 
-def predict_on_worker(features: np.ndarray, version: str, shadow_version: str | None = None) -> tuple[Any, Any]:
-    """Dask task: predict one partition of host rows with ``version`` (and ``shadow_version``).
+def predict_on_worker(features: Any, version: str, shadow_version: str | None = None) -> tuple[Any, Any]:
+    """Dask task: predict one partition of rows with ``version`` (and ``shadow_version``).
 
-    The partition becomes a dataframe of the worker's backend here, on the worker (a cuDF frame
-    on a GPU worker), so only host arrays cross the network. Returns a pandas frame of
+    ``features`` are host rows sent by the driver (only host arrays cross the network), or a
+    matrix parsed on this worker (:mod:`stream.predict.lines`). They become a dataframe of the
+    worker's backend here (a cuDF frame on a GPU worker). Returns a pandas frame of
     ``prediction`` and ``distance``, and the shadow's predictions as an array (or ``None``).
     """
     plugin = worker_plugin(version)
     frame = get_df_pkg(plugin.backend).DataFrame(features, columns=plugin.feature_names)
-    predicted = to_host_frame(worker_predictor(version).predict(frame))
+    predicted = _to_host(worker_predictor(version).predict(frame))
     shadow = None
     if shadow_version is not None:
-        shadow = to_host_frame(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
+        shadow = _to_host(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
     return predicted, shadow
 
 
-def to_host_frame(frame: Any) -> Any:
+def _to_host(frame: Any) -> Any:
     to_pandas = getattr(frame, "to_pandas", None)
     return to_pandas() if callable(to_pandas) else frame

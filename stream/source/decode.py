@@ -20,7 +20,7 @@ import pyarrow.json as pa_json
 
 from stream.errors import RecordError
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # a larger feature cannot be scored
 _SCHEMA = pa.schema([("id", pa.string()), ("features", pa.list_(pa.float64()))])
 # One record per line: Arrow splits the input into blocks at newlines and parses them in parallel.
 _ONE_PER_LINE = pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
@@ -101,7 +101,7 @@ def decode_lines(
     if flat.null_count:
         return None
     matrix = flat.to_numpy(zero_copy_only=False).astype(np.float64).reshape(n_rows, n_features)
-    if not np.isfinite(matrix).all() or np.abs(matrix).max(initial=0.0) > _FLOAT32_MAX:
+    if not np.isfinite(matrix).all() or np.abs(matrix).max(initial=0.0) > FLOAT32_MAX:
         return None
     return ids, matrix.astype(np.float32)
 
@@ -157,6 +157,6 @@ def _features(document: dict[str, Any], n_features: int) -> list[float]:
         raise RecordError("invalid_schema", "'features' must hold numbers only")
     if not all(math.isfinite(value) for value in features):
         raise RecordError("non_finite", "the features contain NaN or infinity")
-    if any(abs(value) > _FLOAT32_MAX for value in features):
+    if any(abs(value) > FLOAT32_MAX for value in features):
         raise RecordError("out_of_range", "a feature is beyond the float32 range")
     return features

@@ -20,7 +20,9 @@ from distributed import Client, LocalCluster
 from prometheus_client.parser import text_string_to_metric_families
 
 from model_store import Manifest
+from stream.errors import KnnStreamError
 from stream.kafka_admin import create_topics
+from stream.local_worker import wait_until_ok
 from stream.settings import TrainSettings
 from stream.train.job import train
 from tests.deploy.support import DEPLOY, exported_metric_names, require_binary
@@ -234,16 +236,10 @@ def prometheus(running_worker: RunningWorker, tmp_path_factory: pytest.TempPathF
 
 
 def _wait_ready(server: subprocess.Popen[bytes], base: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"prometheus exited: {read_output(server)}"
-        try:
-            with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("prometheus not ready in time")
+    try:
+        wait_until_ok(server, f"{base}/-/ready", "prometheus", timeout_s)
+    except KnnStreamError as exc:
+        raise AssertionError(f"{exc}: {read_output(server)}") from exc
 
 
 def _api(base: str, path: str, **params: str) -> Any:

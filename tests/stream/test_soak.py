@@ -24,14 +24,11 @@ def test_one_sample_per_window_after_the_window_ran() -> None:
 
 
 def test_the_tree_counts_the_children() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; data = b'x' * (64 * 1024 * 1024); time.sleep(30)"])
-    try:
-        for _ in range(100):
+    hold_64_mib = "import sys; data = b'x' * (64 * 1024 * 1024); print('ready', flush=True); sys.stdin.read()"
+    with subprocess.Popen([sys.executable, "-c", hold_64_mib], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == b"ready\n"
             own, total = rss_mib(os.getpid())
-            if total - own >= 60:
-                break
-            subprocess.run([sys.executable, "-c", "pass"], check=True)  # give the child time to allocate
-        assert total - own >= 60, (own, total)
-    finally:
-        child.kill()
-        child.wait()
+            assert total - own >= 60, (own, total)
+        finally:
+            child.kill()

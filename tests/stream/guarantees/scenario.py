@@ -27,6 +27,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from model_store import Manifest, ManifestDraft, ModelStore
+from stream.errors import KnnStreamError
+from stream.local_worker import wait_worker_healthy
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from tests.helpers import N_FEATURES, blobs, free_port, read_output, start_worker
 
@@ -176,16 +178,10 @@ class WorkerProcess:
             raise AssertionError(f"worker {self.name} exited with {self.process.returncode}: {self.log()[-4000:]}")
 
     def wait_healthy(self, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"worker {self.name} not healthy in {timeout_s} s: {self.log()[-4000:]}")
+        try:
+            wait_worker_healthy(self.process, self.port, timeout_s)
+        except KnnStreamError as exc:
+            raise AssertionError(f"worker {self.name}: {exc}: {self.log()[-4000:]}") from exc
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:

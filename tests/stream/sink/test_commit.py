@@ -57,37 +57,28 @@ def _committed_values(bootstrap: str, topic: str) -> list[bytes]:
         reader.close()
 
 
-def test_an_open_transaction_of_unknown_outcome_is_settled_by_a_new_producer(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
+@pytest.mark.parametrize(
+    ("error", "replaced"),
+    [
+        (KafkaError(KafkaError._TIMED_OUT, retriable=True), True),  # outcome unknown: a new producer settles it
+        (KafkaError(KafkaError._INVALID_ARG), False),  # abortable: aborted, the producer kept
+    ],
+    ids=["unknown-outcome", "abortable"],
+)
+def test_a_failed_transaction_stays_invisible_and_the_next_one_commits(
+    error: KafkaError, replaced: bool, kafka_bootstrap: str, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic("txn")
     completer = _completer(kafka_bootstrap, f"txn-{uuid.uuid4().hex[:8]}")
-    old = completer.producer
-    old.begin_transaction()
-    old.produce(topic, value=b"in doubt", partition=0)
-    old.flush(10)
-    completer._recover(old, KafkaException(KafkaError(KafkaError._TIMED_OUT, retriable=True)))
-    new = completer.producer
-    assert new is not old
-    new.begin_transaction()
-    new.produce(topic, value=b"after", partition=0)
-    new.commit_transaction(10)
+    failed = completer.producer
+    failed.begin_transaction()
+    failed.produce(topic, value=b"failed", partition=0)
+    failed.flush(10)
+    completer._recover(failed, KafkaException(error))
+    after = completer.producer
+    assert (after is not failed) is replaced
+    after.begin_transaction()
+    after.produce(topic, value=b"after", partition=0)
+    after.commit_transaction(10)
     completer.close()
     assert _committed_values(kafka_bootstrap, topic) == [b"after"]
-
-
-def test_an_abortable_transaction_is_aborted_and_the_producer_kept(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
-) -> None:
-    topic = new_topic("txn")
-    completer = _completer(kafka_bootstrap, f"txn-{uuid.uuid4().hex[:8]}")
-    producer = completer.producer
-    producer.begin_transaction()
-    producer.produce(topic, value=b"aborted", partition=0)
-    completer._recover(producer, KafkaException(KafkaError(KafkaError._INVALID_ARG)))
-    assert completer.producer is producer
-    producer.begin_transaction()
-    producer.produce(topic, value=b"kept", partition=0)
-    producer.commit_transaction(10)
-    completer.close()
-    assert _committed_values(kafka_bootstrap, topic) == [b"kept"]
