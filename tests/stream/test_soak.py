@@ -8,16 +8,35 @@ import sys
 
 from stream.soak import rss_mib, soak
 
+GROW_ON_EACH_LINE = """
+import sys
+hoard = []
+for line in sys.stdin:
+    hoard.append(b"x" * (32 * 1024 * 1024))
+    print("grown", flush=True)
+"""
+
 
 def test_one_sample_per_window_after_the_window_ran() -> None:
-    ran: list[int] = []
-    hoard: list[bytes] = []
+    """A fresh process that grows by 32 MiB in each window (this test process's own memory
+    depends on what ran before it)."""
+    with subprocess.Popen(
+        [sys.executable, "-c", GROW_ON_EACH_LINE], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as grower:
+        commands, answers = grower.stdin, grower.stdout
+        assert commands is not None and answers is not None
+        ran: list[int] = []
 
-    def window(number: int) -> None:
-        ran.append(number)
-        hoard.append(b"x" * (32 * 1024 * 1024))  # this process grows by 32 MiB a window
+        def window(number: int) -> None:
+            ran.append(number)
+            commands.write(b"grow\n")
+            commands.flush()
+            assert answers.readline() == b"grown\n"
 
-    result = soak(window, os.getpid(), seconds=2.5, window_s=1.0)
+        try:
+            result = soak(window, grower.pid, seconds=2.5, window_s=1.0)
+        finally:
+            grower.kill()
     assert ran == [0, 1, 2]
     assert len(result.worker_rss_mib) == len(result.tree_rss_mib) == 3
     assert result.growth_mib >= 60, result.worker_rss_mib
