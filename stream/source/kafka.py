@@ -116,7 +116,11 @@ class KafkaSource:
                 on_tick()
                 room = self._settings.batch_max_records - len(self._strays)
                 if room > 0:
-                    self._strays.extend(self._poll_consumer(min(room, 10_000), 0.05))
+                    # Poll first, then add: a rebalance callback run by this poll replaces the
+                    # list (dropping revoked partitions' records), and what the poll returned
+                    # must go into the new one, not the discarded one.
+                    polled = self._poll_consumer(min(room, 10_000), 0.05)
+                    self._strays.extend(polled)
                 else:
                     if not paused:
                         paused = consumer.assignment()
