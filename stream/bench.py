@@ -62,6 +62,8 @@ class BenchResult:
     soak_seconds: float = 0.0
     soak_worker_rss_mib: tuple[float, ...] = ()  # at the end of each soak window
     soak_tree_rss_mib: tuple[float, ...] = ()
+    produce_on: str = "workers"
+    max_batches_in_flight: int = 2
 
 
 def run_bench(settings: BenchSettings) -> BenchResult:
@@ -82,7 +84,7 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         backend, settings.index_rows, settings.features, settings.k, settings.batch_size, settings.records,
         settings.partitions, settings.workers, raw, e2e, e2e / raw, offered, p50, p99,
         f"{platform.node()} ({platform.machine()}, {_device_name(backend)})", time.strftime("%Y-%m-%d"),
-        *_soak_fields(soaked),
+        *_soak_fields(soaked), produce_on=settings.produce_on, max_batches_in_flight=settings.max_batches_in_flight,
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -93,7 +95,10 @@ def format_table(result: BenchResult) -> str:
         ("backend", result.backend),
         ("index", f"{result.index_rows:,} x {result.features}, k={result.k}"),
         ("batch size", f"{result.batch_size:,}"),
-        ("workers", str(result.workers)),
+        (
+            "workers",
+            f"{result.workers} (producing: {result.produce_on}; batches in flight: {result.max_batches_in_flight})",
+        ),
         ("(a) raw predict", f"{result.raw_rows_per_s:,.0f} rows/s"),
         ("(b) end to end", f"{result.e2e_rows_per_s:,.0f} rows/s ({result.records:,} records)"),
         ("(b)/(a)", f"{result.ratio:.2f}"),
@@ -178,6 +183,7 @@ def _end_to_end(
     worker = start_worker_process(
         settings.bootstrap_servers, store, "bench@production", topics, f"bench-{suffix}", backend,
         settings.workers, settings.batch_size, settings.metrics_port, settings.scheduler,
+        ["--produce-on", settings.produce_on, "--max-batches-in-flight", str(settings.max_batches_in_flight)],
     )  # fmt: skip
     try:
         wait_worker_healthy(worker, settings.metrics_port)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 
 from stream.errors import KnnStreamError
 
@@ -22,6 +23,7 @@ def start_worker_process(
     batch_max_records: int,
     metrics_port: int,
     scheduler: str | None = None,
+    extra_flags: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start the worker; ``topics`` names the ``input``, ``output`` and ``dlq`` topics."""
     command = [
@@ -33,6 +35,7 @@ def start_worker_process(
     ]  # fmt: skip
     if scheduler:
         command += ["--scheduler", scheduler]
+    command += list(extra_flags)
     return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 

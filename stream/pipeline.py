@@ -34,17 +34,20 @@ from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
 from stream.metrics import WorkerMetrics
 from stream.pipeline_stages import BatchJob, DecodedStage, EncodedStage, PredictedStage
-from stream.predict.distributed import Prediction
+from stream.predict.distributed import Prediction, ProducedParts
 from stream.sink.commit import BatchCompleter, ProducerFencedError
 from stream.sink.encode import encode_dead_letters, encode_scored
 from stream.source.breaker import BadRecordBreaker, CircuitOpenError
 from stream.source.decode import DeadLetter, DecodedBatch, decode_batch, one_line_values
 
 log = logging.getLogger(__name__)
-Wait = Callable[["Future[None]"], None]
+Wait = Callable[["Future[Any]"], None]
 # Raw one-line JSON values and the feature count → their ids and predictions, or None when a
 # record is not clean (then the batch is decoded here and its bad records dead-lettered).
 PredictLines = Callable[[list[bytes], int], "tuple[pa.Array, Prediction] | None"]
+# Raw one-line JSON values, their keys, the feature count and the output topic → the parts
+# being scored and produced by the Dask workers (a part not clean is left to the driver).
+ProduceLines = Callable[[list[bytes], list["bytes | None"], int, str], ProducedParts]
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,12 @@ class Pipeline:
         metrics: WorkerMetrics,
         on_prediction: Callable[[Prediction], None] = lambda prediction: None,
         predict_lines: PredictLines | None = None,
+        produce_lines: ProduceLines | None = None,
     ) -> None:
         self._config = config
         self._predict_frame = predict_frame
         self._predict_lines = predict_lines
+        self._produce_lines = produce_lines
         self._completer = completer
         self._rewind = rewind
         self._breaker = breaker
@@ -95,7 +100,8 @@ class Pipeline:
         self._prepare.map(self._decode).map(self._predict).map(self._encode).sink(self._prepared)
         self._last_prepared: EncodedStage | None = None  # the prepare graph's output, on its thread
         self._deliver = Stream()
-        self._deliver.sink(self._deliver_encoded)
+        self._deliver.map(self._finish_produced).sink(self._deliver_encoded)
+        self._last_delivered: EncodedStage | None = None  # the deliver graph's output, on its thread
         self._preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         self._delivering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
         self._jobs: deque[BatchJob] = deque()
@@ -108,7 +114,7 @@ class Pipeline:
     def full(self) -> bool:
         return len(self._jobs) >= self._config.max_in_flight
 
-    def in_flight(self) -> list[tuple[MicroBatch, Future[None]]]:
+    def in_flight(self) -> list[tuple[MicroBatch, Future[Any]]]:
         """The batches consumed and not yet committed, oldest first, with their delivery."""
         return [(job.batch, job.done) for job in self._jobs]
 
@@ -169,14 +175,15 @@ class Pipeline:
         self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
         self._metrics.batch_size.observe(len(batch))
         values = [message.value() for message in batch.messages]
-        if self._predict_lines is not None and one_line_values(values, self._config.max_record_bytes):
+        on_workers = self._predict_lines is not None or self._produce_lines is not None
+        if on_workers and one_line_values(values, self._config.max_record_bytes):
             return DecodedStage(batch, values, None)
-        return DecodedStage(batch, None, self._decode_here(batch))
+        return DecodedStage(batch, None, self._decode_here(batch.messages))
 
-    def _decode_here(self, batch: MicroBatch) -> DecodedBatch:
-        decoded = decode_batch(batch.messages, self._config.n_features, self._config.max_record_bytes)
+    def _decode_here(self, messages: Sequence[Any]) -> DecodedBatch:
+        decoded = decode_batch(messages, self._config.n_features, self._config.max_record_bytes)
         bad = {id(letter.message) for letter in decoded.dead_letters}
-        self._breaker.observe(id(message) in bad for message in batch.messages)
+        self._breaker.observe(id(message) in bad for message in messages)
         for dead in decoded.dead_letters:
             message = dead.message
             log.warning(
@@ -191,13 +198,18 @@ class Pipeline:
     def _predict(self, stage: DecodedStage) -> PredictedStage:
         started = time.perf_counter()
         batch = stage.batch
+        if stage.values is not None and self._produce_lines is not None:
+            keys = [message.key() for message in batch.messages]
+            produced = self._produce_lines(stage.values, keys, self._config.n_features, self._config.output_topic)
+            empty = to_host_numpy([])
+            return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", [], produced)
         if stage.values is not None and self._predict_lines is not None:
             scored = self._predict_lines(stage.values, self._config.n_features)
             if scored is not None:
                 self._breaker.observe(False for _ in batch.messages)
                 ids, prediction = scored
                 return self._predicted(batch, batch.messages, ids, prediction, [], started)
-        decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch)
+        decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
         if len(decoded.ids) == 0:
             empty = to_host_numpy([])
             return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", decoded.dead_letters)
@@ -221,6 +233,8 @@ class Pipeline:
         return PredictedStage(batch, scored, ids, predictions, distances, prediction.version, dead_letters)
 
     def _encode(self, stage: PredictedStage) -> EncodedStage:
+        if stage.produced is not None:
+            return EncodedStage(stage.batch, [], 0, [], stage.produced)
         records = encode_scored(
             stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self._config.output_topic
         )
@@ -238,21 +252,48 @@ class Pipeline:
             if self._refusing:
                 raise BatchRefusedError("an earlier batch failed")
             self._deliver.emit(job.prepared.result())
+            delivered, self._last_delivered = self._last_delivered, None
+            assert delivered is not None
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread through the future
             self._refusing = True
             job.done.set_exception(exc)
         else:
-            job.done.set_result(None)
+            job.done.set_result(delivered)
+
+    def _finish_produced(self, stage: EncodedStage) -> EncodedStage:
+        """Wait for the parts the workers scored and produced; decode, predict and encode here
+        the parts that were not clean (their bad records go to the dead-letter topic)."""
+        produced = stage.produced
+        if produced is None:
+            return stage
+        outcome = produced.outcome()
+        self._metrics.predict_time.observe(produced.elapsed_s())
+        scored_there = [part for part in outcome if part is not None]
+        if scored_there:
+            self._on_prediction(produced.prediction(scored_there))
+        messages = stage.batch.messages
+        left = [
+            message
+            for (start, stop), part in zip(produced.bounds, outcome, strict=True)
+            if part is None
+            for message in messages[start:stop]
+        ]
+        self._breaker.observe(False for _ in range(len(messages) - len(left)))
+        if not left:
+            return EncodedStage(stage.batch, [], len(messages), [])
+        here = self._encode(self._predict(DecodedStage(stage.batch, None, self._decode_here(left))))
+        return EncodedStage(stage.batch, here.records, here.scored + len(messages) - len(left), here.dead_letters)
 
     def _deliver_encoded(self, stage: EncodedStage) -> None:
         self._completer.deliver(stage.batch, stage.records)
+        self._last_delivered = stage
 
     # ------------------------------------------------------------------- the consumer thread
 
     def _settle(self, job: BatchJob) -> None:
         self._metrics.in_flight.dec()
         self._failures_in_a_row = 0
-        encoded = job.prepared.result()
+        encoded = job.done.result()
         self._metrics.predicted.labels(self._config.input_topic).inc(encoded.scored)
         for dead in encoded.dead_letters:
             self._metrics.dead_lettered.labels(self._config.input_topic, dead.reason).inc()

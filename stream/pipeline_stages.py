@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from stream.batching.microbatch import MicroBatch
+from stream.predict.distributed import ProducedParts
 from stream.sink.encode import OutboundRecord
 from stream.source.decode import DeadLetter, DecodedBatch
 
@@ -35,20 +36,26 @@ class PredictedStage:
     distances: Any  # host array
     model_version: str
     dead_letters: Sequence[DeadLetter]
+    produced: ProducedParts | None = None  # set when the workers score and produce the batch
 
 
 @dataclass(frozen=True)
 class EncodedStage:
+    """The records the driver delivers; with ``produced`` set, the workers deliver the batch's
+    clean parts and the driver whatever of their outcome is left (:meth:`Pipeline._finish_produced`)."""
+
     batch: MicroBatch
     records: list[OutboundRecord]
     scored: int
     dead_letters: Sequence[DeadLetter]
+    produced: ProducedParts | None = None
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    """One batch on its way: prepared on one thread, delivered on the other, committed last."""
+    """One batch on its way: prepared on one thread, delivered on the other (``done`` holds what
+    was delivered), committed last."""
 
     batch: MicroBatch
     prepared: Future[EncodedStage]
-    done: Future[None] = field(default_factory=Future)
+    done: Future[EncodedStage] = field(default_factory=Future)

@@ -78,6 +78,11 @@ class ServeSettings(KafkaSettings, ComputeSettings):
         2, ge=1, description="batches under way at once: one is predicted while the one before it is produced"
     )
     max_record_bytes: int = Field(1_048_576, ge=1, description="larger record values are dead-lettered")
+    produce_on: Literal["auto", "workers", "driver"] = Field(
+        "auto",
+        description="who produces the predictions: the Dask workers that scored them (at-least-once), the driver"
+        " (keeps the input order per partition; needed by exactly-once), or auto (workers unless exactly-once)",
+    )
     delivery_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the broker to acknowledge a batch")
     producer_queue_max_messages: int = Field(
         100_000,
@@ -184,6 +189,8 @@ class BenchSettings(ComputeSettings):
     records: int = Field(100_000, ge=1, description="records streamed end to end")
     partitions: int = Field(4, ge=1, description="partitions of the input topic")
     workers: int = Field(1, ge=1, description="Dask workers (GPUs on the GPU backend)")
+    produce_on: Literal["workers", "driver"] = Field("workers", description="who produces the predictions")
+    max_batches_in_flight: int = Field(2, ge=1, description="batches under way at once in the worker")
     format: Literal["json"] = Field("json", description="record format")
     latency_seconds: float = Field(10.0, gt=0, description="length of the fixed-load latency phase")
     soak_seconds: float = Field(

@@ -8,6 +8,7 @@ import threading
 import uuid
 from concurrent.futures import Future
 from types import FrameType
+from typing import Any
 
 from model_store import Manifest, ModelStore, ModelStoreError, parse_model_ref
 from stream.backend import Backend, resolve_backend
@@ -20,7 +21,8 @@ from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.predict.gpu_memory import GpuMemoryMonitor
 from stream.settings import ServeSettings
 from stream.sink.commit import AtLeastOnce, BatchCompleter, ExactlyOnce
-from stream.sink.kafka import KafkaSink, transactional_producer_config
+from stream.sink.kafka import KafkaSink, producer_config, transactional_producer_config
+from stream.sink.workers import ProducerPlugin
 from stream.source.breaker import BadRecordBreaker
 from stream.source.kafka import KafkaSource
 
@@ -54,6 +56,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         stop = StopSignal()
         stop.install()
     backend = resolve_backend(settings.backend)
+    on_workers = _produce_on_workers(settings)
     store = ModelStore(settings.store)
     manifest = _resolve_model(store, settings)
     metrics, health = WorkerMetrics(), Health()
@@ -72,6 +75,8 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         if gpu_memory is not None:
             gpu_memory.start()
         predictor = DaskPredictor(client, backend)
+        if on_workers:
+            client.register_plugin(ProducerPlugin(producer_config(settings), settings.delivery_timeout_s))
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
         follower.start(manifest)
         log.info(
@@ -91,7 +96,8 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             BadRecordBreaker(settings.bad_ratio_limit, settings.bad_ratio_window, settings.bad_run_limit),
             metrics,
             on_prediction=follower.observe,
-            predict_lines=predictor.predict_lines,
+            predict_lines=None if on_workers else predictor.predict_lines,
+            produce_lines=predictor.produce_lines if on_workers else None,
         )
         source.track(pipeline.in_flight)
         _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
@@ -139,7 +145,7 @@ def _consume_until_stopped(
     metrics: WorkerMetrics,
     stop: StopSignal,
 ) -> None:
-    def wait_paused(in_flight: Future[None]) -> None:
+    def wait_paused(in_flight: Future[Any]) -> None:
         source.wait_paused(in_flight, on_tick=health.beat)
 
     pipeline.start()
@@ -168,7 +174,16 @@ def _completer(settings: ServeSettings, source: KafkaSource) -> BatchCompleter:
             source.group_metadata,
             settings.delivery_timeout_s,
         )
-    return AtLeastOnce(KafkaSink(settings), source.commit)
+    return AtLeastOnce(KafkaSink.for_settings(settings), source.commit)
+
+
+def _produce_on_workers(settings: ServeSettings) -> bool:
+    if settings.guarantee == "exactly-once" and settings.produce_on == "workers":
+        raise ConfigurationError(
+            "--produce-on workers cannot be exactly-once: a Kafka transaction has one producer"
+            " (use --produce-on driver)"
+        )
+    return settings.produce_on == "workers" or (settings.produce_on == "auto" and settings.guarantee == "at-least-once")
 
 
 def _resolve_model(store: ModelStore, settings: ServeSettings) -> Manifest:

@@ -5,6 +5,7 @@
 #   deploy/gpu/checks.sh demo    # knnstream demo on the GPU backend
 #   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs, and MNMG training times
 #   deploy/gpu/checks.sh compare # the same workload on the GPU and the CPU backend of this host
+#   deploy/gpu/checks.sh bench-one NAME ARGS...  # one knnstream bench run, logged as NAME
 # Logs go to $OUT (default /tmp/knnstream-gpu-checks).
 set -uo pipefail
 OUT="${OUT:-/tmp/knnstream-gpu-checks}"
@@ -46,6 +47,7 @@ run_bench() {
   start_broker
   local gpus; gpus=$(nvidia-smi -L | wc -l)
   bench 1gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1
+  bench 1gpu-50k-driver --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --produce-on driver
   bench 1gpu-10k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 300000 --partitions 8 --workers 1
   if [ "$gpus" -ge 2 ]; then
     bench 2gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2
@@ -81,5 +83,6 @@ case "${1:-}" in
   demo) run_demo ;;
   bench) run_bench ;;
   compare) run_compare ;;
-  *) echo "usage: $0 tests|demo|bench|compare" >&2; exit 2 ;;
+  bench-one) shift; start_broker && bench "$@" ;;
+  *) echo "usage: $0 tests|demo|bench|compare|bench-one NAME ARGS..." >&2; exit 2 ;;
 esac

@@ -59,7 +59,7 @@ def run_replay(
     manifest = resolve_manifest(settings.store, settings.model)
     metrics = metrics or BackfillMetrics()
     progress = Progress("replay", metrics, progress_line("replay", settings.progress, stream), unit="offsets")
-    reader, sink = RangeReader(settings), KafkaSink(_sink_settings(settings))
+    reader, sink = RangeReader(settings), KafkaSink.for_settings(_sink_settings(settings))
     try:
         reader.check_topics([t for t in (settings.input_topic, settings.output_topic, settings.dlq_topic) if t])
         ranges = resolve_ranges(spec, reader)

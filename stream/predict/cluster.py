@@ -11,6 +11,8 @@ from stream.backend import Backend
 from stream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
+# Two threads per worker: one predicts a batch while the other produces the batch before it.
+THREADS_PER_WORKER = 2
 
 
 def start_client(backend: Backend, scheduler: str | None, n_workers: int, rmm_pool_size: str | None = None) -> Client:
@@ -30,10 +32,15 @@ def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None) 
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        return LocalCUDACluster(n_workers=_one_per_gpu(n_workers), dashboard_address=":0", rmm_pool_size=rmm_pool_size)
+        return LocalCUDACluster(
+            n_workers=_one_per_gpu(n_workers),
+            threads_per_worker=THREADS_PER_WORKER,
+            dashboard_address=":0",
+            rmm_pool_size=rmm_pool_size,
+        )
     return LocalCluster(
         n_workers=n_workers,
-        threads_per_worker=1,
+        threads_per_worker=THREADS_PER_WORKER,
         processes=True,
         dashboard_address=":0",
         silence_logs=logging.WARNING,

@@ -15,7 +15,7 @@ from distributed import Client
 
 from stream.backend import Backend
 from stream.errors import KnnStreamError
-from stream.predict.lines import ScoredLines, score_lines_on_worker
+from stream.predict.lines import ScoredLines, score_and_produce_on_worker, score_lines_on_worker
 from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,33 @@ class Prediction:
     frame: Any
     shadow: np.ndarray | None = None
     shadow_version: str | None = None
+
+
+class ProducedParts:
+    """A batch's parts being scored and produced on the workers (:meth:`DaskPredictor.produce_lines`)."""
+
+    def __init__(
+        self, client: Client, bounds: list[tuple[int, int]], futures: list[Any], version: str, shadow: str | None
+    ) -> None:
+        self._client = client
+        self.bounds = bounds  # each part's [start, stop) rows of the batch
+        self._futures = futures
+        self._version, self._shadow_version = version, shadow
+        self._started = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        """Seconds since the parts were sent."""
+        return time.perf_counter() - self._started
+
+    def outcome(self) -> list[ScoredLines | None]:
+        """Waits for every part: its predictions once produced, or ``None`` when it was not clean
+        (nothing of it produced). Raises what a part raised (a delivery that failed)."""
+        answers: list[ScoredLines | None] = self._client.gather(self._futures)
+        return answers
+
+    def prediction(self, produced: list[ScoredLines]) -> Prediction:
+        """The predictions of the parts produced, in their order."""
+        return _combine([(part.predicted, part.shadow) for part in produced], self._version, self._shadow_version)
 
 
 class DaskPredictor:
@@ -106,6 +133,31 @@ class DaskPredictor:
         ids = pa.concat_arrays([part.ids for part in scored])
         return ids, _combine([(part.predicted, part.shadow) for part in scored], version, shadow_version)
 
+    def produce_lines(
+        self, values: list[bytes], keys: list[bytes | None], n_features: int, output_topic: str
+    ) -> ProducedParts:
+        """Score raw one-line JSON records on the workers, which also produce the predictions
+        (:mod:`stream.sink.workers`); returns at once, before the workers are done."""
+        if self.version is None:
+            raise ModelLoadError("no model version is active")
+        version, shadow_version = self.version, self.shadow_version
+        bounds = split_bounds(len(values), self._worker_count())
+        payloads = self._client.scatter([b"\n".join(values[start:stop]) for start, stop in bounds], hash=False)
+        futures = [
+            self._client.submit(
+                score_and_produce_on_worker,
+                payload,
+                keys[start:stop],
+                n_features,
+                version,
+                shadow_version,
+                output_topic,
+                pure=False,
+            )
+            for payload, (start, stop) in zip(payloads, bounds, strict=True)
+        ]
+        return ProducedParts(self._client, bounds, futures, version, shadow_version)
+
     def _forget(self, version: str) -> None:
         try:
             self._client.unregister_worker_plugin(plugin_name(version))
@@ -130,7 +182,10 @@ def _combine(answers: list[tuple[Any, Any]], version: str, shadow_version: str |
 
 def split_rows(rows: Any, parts: int) -> list[Any]:
     """Contiguous, nearly equal row ranges (of an array or a list); never an empty part."""
-    count = len(rows)
+    return [rows[start:stop] for start, stop in split_bounds(len(rows), parts)]
+
+
+def split_bounds(count: int, parts: int) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` bounds of :func:`split_rows`."""
     parts = max(1, min(parts, count))
-    bounds = [count * i // parts for i in range(parts + 1)]
-    return [rows[start:stop] for start, stop in itertools.pairwise(bounds)]
+    return list(itertools.pairwise([count * i // parts for i in range(parts + 1)]))

@@ -9,6 +9,7 @@ the batch itself, record by record, and dead-letters what must be.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ import pyarrow as pa
 
 from stream.backend import Backend, get_array_pkg, get_df_pkg
 from stream.predict.plugin import predict_on_worker, worker_plugin
+from stream.sink.encode import encode_values, prediction_headers
+from stream.sink.workers import worker_producer
 from stream.source.decode import FLOAT32_MAX, decode_lines
 
 
@@ -40,6 +43,29 @@ def score_lines_on_worker(
     ids, matrix = decoded
     predicted, shadow = predict_on_worker(matrix, version, shadow_version)
     return ScoredLines(ids, predicted, shadow)
+
+
+def score_and_produce_on_worker(
+    payload: bytes,
+    keys: Sequence[bytes | None],
+    n_features: int,
+    version: str,
+    shadow_version: str | None,
+    output_topic: str,
+) -> ScoredLines | None:
+    """Dask task: :func:`score_lines_on_worker`, then produce one prediction per record (keyed
+    like its input record) with this worker's producer, and return once the broker has them.
+
+    ``None`` (nothing produced) when a record is not clean. The returned results carry no ids:
+    only the predictions travel back, for the driver's shadow comparison.
+    """
+    scored = score_lines_on_worker(payload, len(keys), n_features, version, shadow_version)
+    if scored is None:
+        return None
+    predicted = scored.predicted
+    values = encode_values(scored.ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), version)
+    worker_producer().deliver(output_topic, keys, values, prediction_headers(version))
+    return ScoredLines(pa.array([], pa.string()), predicted, scored.shadow)
 
 
 def parse_lines(payload: bytes, n_rows: int, n_features: int, backend: Backend) -> tuple[pa.Array, Any] | None:

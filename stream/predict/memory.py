@@ -52,7 +52,7 @@ def free_device_bytes() -> int:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "bad_alloc" in text
+    return isinstance(exc, MemoryError) or any(sign in text for sign in ("out of memory", "out_of_memory", "bad_alloc"))
 
 
 def predict_in_pieces(

@@ -11,6 +11,7 @@ tasks ask for.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from distributed import WorkerPlugin, get_worker
@@ -22,6 +23,9 @@ from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predi
 
 PLUGIN_PREFIX = "knnstream-model-"
 log = logging.getLogger(__name__)
+# A worker runs two tasks at once (one batch predicted while the one before it is produced), but
+# predicts one at a time: a cuML model is not safe to call from two threads.
+_ONE_PREDICTION_AT_A_TIME = threading.Lock()
 
 
 def plugin_name(version: str) -> str:
@@ -89,10 +93,11 @@ def predict_on_worker(features: Any, version: str, shadow_version: str | None = 
     """
     plugin = worker_plugin(version)
     frame = get_df_pkg(plugin.backend).DataFrame(features, columns=plugin.feature_names)
-    predicted = _to_host(worker_predictor(version).predict(frame))
-    shadow = None
-    if shadow_version is not None:
-        shadow = _to_host(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
+    with _ONE_PREDICTION_AT_A_TIME:
+        predicted = _to_host(worker_predictor(version).predict(frame))
+        shadow = None
+        if shadow_version is not None:
+            shadow = _to_host(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
     return predicted, shadow
 
 

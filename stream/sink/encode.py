@@ -48,12 +48,22 @@ def encode_scored(
     model_version: str,
     output_topic: str,
 ) -> list[OutboundRecord]:
-    """One prediction record per message (row i answers ``messages[i]``), keyed like it.
+    """One prediction record per message (row i answers ``messages[i]``), keyed like it."""
+    headers = prediction_headers(model_version)
+    values = encode_values(ids, predictions, distances, model_version)
+    return [
+        OutboundRecord(output_topic, message.key(), value, headers, message)
+        for message, value in zip(messages, values, strict=True)
+    ]
 
-    The values are assembled column-wise by Arrow (the hot path of the worker): quoted ids,
-    predictions and distances as JSON text, joined with the constant parts.
-    """
-    headers = ((MODEL_VERSION_HEADER, model_version.encode()),)
+
+def prediction_headers(model_version: str) -> tuple[tuple[str, bytes], ...]:
+    return ((MODEL_VERSION_HEADER, model_version.encode()),)
+
+
+def encode_values(ids: pa.Array, predictions: np.ndarray, distances: np.ndarray, model_version: str) -> list[bytes]:
+    """The JSON value of each prediction, assembled column-wise by Arrow (the hot path of the
+    worker): quoted ids, predictions and distances as JSON text, joined with the constant parts."""
     values = pc.binary_join_element_wise(
         '{"id": ',
         _json_strings(ids.cast(pa.string())),
@@ -64,10 +74,8 @@ def encode_scored(
         "}",
         "",
     )
-    return [
-        OutboundRecord(output_topic, message.key(), value, headers, message)
-        for message, value in zip(messages, values.cast(pa.binary()).to_pylist(), strict=True)
-    ]
+    values_as_bytes: list[bytes] = values.cast(pa.binary()).to_pylist()
+    return values_as_bytes
 
 
 def _json_strings(strings: pa.Array) -> pa.Array:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -42,21 +42,24 @@ class KafkaSink:
 
     The producer reports failed deliveries only (``delivery.report.only.error``): a batch is
     acknowledged when the producer's queue is empty and no failure was reported, so no Python
-    callback runs for each of the records that went well.
+    callback runs for each of the records that went well. One batch at a time: a sink is not
+    shared by threads that deliver concurrently.
     """
 
-    def __init__(self, settings: ServeSettings) -> None:
-        self._settings = settings
+    def __init__(self, config: Mapping[str, Any], delivery_timeout_s: float) -> None:
+        self._config = dict(config)
+        self._delivery_timeout_s = delivery_timeout_s
         self._producer: Producer | None = None
         self._failures: list[str] = []
+
+    @classmethod
+    def for_settings(cls, settings: ServeSettings) -> KafkaSink:
+        return cls(producer_config(settings), settings.delivery_timeout_s)
 
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            config = producer_config(self._settings) | {
-                "delivery.report.only.error": True,
-                "on_delivery": self._on_failure,
-            }
+            config = self._config | {"delivery.report.only.error": True, "on_delivery": self._on_failure}
             self._producer = Producer(config, logger=log)
         return self._producer
 
@@ -66,18 +69,32 @@ class KafkaSink:
         producer = self.producer
         for record in records:
             produce_record(producer, record)
-        deadline = time.monotonic() + self._settings.delivery_timeout_s + 5
-        while (waiting := producer.flush(max(0.0, deadline - time.monotonic()))) > 0:
-            if time.monotonic() >= deadline:
-                timeout_s = self._settings.delivery_timeout_s
-                raise DeliveryError(f"{waiting} of {len(records)} records unacknowledged after {timeout_s:.0f} s")
-        if self._failures:
-            raise DeliveryError(f"{len(self._failures)} records were not delivered, e.g. {self._failures[0]}")
+        self._await_acknowledgements(len(records))
+
+    def deliver_values(
+        self, topic: str, keys: Sequence[bytes | None], values: Iterable[bytes], headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """:meth:`deliver` of one record per key and value (in step), all with the same headers."""
+        self._failures = []
+        producer = self.producer
+        for key, value in zip(keys, values, strict=True):
+            produce_value(producer, topic, key, value, headers)
+        self._await_acknowledgements(len(keys))
 
     def close(self, timeout_s: float = 10.0) -> None:
         if self._producer is not None:
             self._producer.flush(timeout_s)
             self._producer = None
+
+    def _await_acknowledgements(self, produced: int) -> None:
+        producer = self.producer
+        deadline = time.monotonic() + self._delivery_timeout_s + 5
+        while (waiting := producer.flush(max(0.0, deadline - time.monotonic()))) > 0:
+            if time.monotonic() >= deadline:
+                timeout_s = self._delivery_timeout_s
+                raise DeliveryError(f"{waiting} of {produced} records unacknowledged after {timeout_s:.0f} s")
+        if self._failures:
+            raise DeliveryError(f"{len(self._failures)} records were not delivered, e.g. {self._failures[0]}")
 
     def _on_failure(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
@@ -85,10 +102,16 @@ class KafkaSink:
 
 
 def produce_record(producer: Producer, record: OutboundRecord) -> None:
+    produce_value(producer, record.topic, record.key, record.value, record.headers)
+
+
+def produce_value(
+    producer: Producer, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
+) -> None:
     """Produce one record, waiting for room in the producer's queue when it is full."""
     while True:
         try:
-            producer.produce(record.topic, value=record.value, key=record.key, headers=list(record.headers))
+            producer.produce(topic, value=value, key=key, headers=list(headers))
             return
         except BufferError:
             producer.poll(0.1)

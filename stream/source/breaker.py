@@ -3,6 +3,7 @@ dead-lettered wholesale."""
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable
 
@@ -22,9 +23,14 @@ class BadRecordBreaker:
         self._recent: deque[bool] = deque(maxlen=window)
         self._max_run = max_run
         self._run = 0
+        self._lock = threading.Lock()  # batches decoded on the driver and on the workers are fed from two threads
 
     def observe(self, bad_flags: Iterable[bool]) -> None:
         """Feed one batch's records in order (True = bad); raises :class:`CircuitOpenError` on a trip."""
+        with self._lock:
+            self._observe(bad_flags)
+
+    def _observe(self, bad_flags: Iterable[bool]) -> None:
         for bad in bad_flags:
             self._recent.append(bad)
             self._run = self._run + 1 if bad else 0

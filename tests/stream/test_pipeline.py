@@ -78,7 +78,7 @@ def _pipeline(model: ScriptedModel, completer: RecordingCompleter, rewound: list
     )
 
 
-def _wait(future: Future[None]) -> None:
+def _wait(future: Future[Any]) -> None:
     future.exception(timeout=10)
 
 
@@ -158,3 +158,85 @@ def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here() -> None
     assert [doc["id"] for doc in predictions] == ["r0", "r1", "r2", "r3", "r5"]
     assert [doc["prediction"] for doc in predictions] == [0, 1, 2, 3, 5]
     assert dead_letters == [b'{"id": "bad", "features": [1.0]}']
+
+
+class WorkersProduce:
+    """Stands in for the Dask workers that score and produce: a batch is split in two parts; a
+    part with an unclean record is handed back, the others count as produced."""
+
+    def __init__(self, model: ScriptedModel, fail_at: int | None = None) -> None:
+        self.model, self.fail_at = model, fail_at
+        self.produced: list[str] = []
+        self.keys_seen: list[bytes | None] = []
+
+    def __call__(self, values: list[bytes], keys: list[bytes | None], n_features: int, topic: str) -> Any:
+        from stream.predict.lines import parse_lines
+
+        self.keys_seen += keys
+        bounds = [(0, len(values) // 2), (len(values) // 2, len(values))]
+        parts = [parse_lines(b"\n".join(values[a:b]), b - a, n_features, "cpu") for a, b in bounds]
+        return _Produced(self, bounds, parts)
+
+
+class _Produced:
+    def __init__(self, workers: WorkersProduce, bounds: list[tuple[int, int]], parts: list[Any]) -> None:
+        self.workers, self.bounds, self.parts = workers, bounds, parts
+
+    def outcome(self) -> list[Any]:
+        from stream.backend import to_host_numpy
+        from stream.predict.lines import ScoredLines
+
+        answers = []
+        for part in self.parts:
+            if part is None:
+                answers.append(None)
+                continue
+            ids, matrix = part
+            if self.workers.fail_at is not None and self.workers.fail_at in to_host_numpy(matrix)[:, 0]:
+                raise RuntimeError("a delivery failed on a worker")
+            self.workers.produced += ids.to_pylist()
+            answers.append(ScoredLines(ids, self.workers.model.predict(to_host_numpy(matrix)).frame, None))
+        return answers
+
+    def prediction(self, produced: list[Any]) -> Prediction:
+        return Prediction("v1", pd.concat([part.predicted for part in produced], ignore_index=True))
+
+    def elapsed_s(self) -> float:
+        return 0.0
+
+
+def _producing_pipeline(workers: WorkersProduce, completer: RecordingCompleter, rewound: list[int]) -> Pipeline:
+    config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0)
+    return Pipeline(
+        config, workers.model.predict, completer, lambda batch: rewound.append(batch.messages[0].offset()),
+        BadRecordBreaker(1.0, 100, 100), WorkerMetrics(), produce_lines=workers,
+    )  # fmt: skip
+
+
+def test_workers_produce_clean_parts_and_the_driver_the_rest_of_an_unclean_batch() -> None:
+    workers, completer = WorkersProduce(ScriptedModel()), KeepingCompleter()
+    pipeline = _producing_pipeline(workers, completer, [])
+    clean, unclean = _batch(0, size=4), _batch(4, size=4)
+    unclean.messages[3]._value = b'{"id": "bad", "features": [1.0]}'
+    pipeline.submit(clean)
+    pipeline.submit(unclean)
+    pipeline.drain(_wait)
+    pipeline.close()
+    assert workers.produced == ["r0", "r1", "r2", "r3", "r4", "r5"]
+    predictions = [json.loads(record.value) for record in completer.records if record.topic == "out"]
+    dead_letters = [record.value for record in completer.records if record.topic == "dlq"]
+    assert [doc["id"] for doc in predictions] == ["r6"]  # the good record of the part handed back
+    assert dead_letters == [b'{"id": "bad", "features": [1.0]}']
+    assert completer.committed == [0, 4]
+    assert len(workers.keys_seen) == 8
+
+
+def test_a_delivery_failed_on_a_worker_rewinds_the_batch_and_refuses_the_next() -> None:
+    workers, completer, rewound = WorkersProduce(ScriptedModel(), fail_at=1), KeepingCompleter(), []
+    pipeline = _producing_pipeline(workers, completer, rewound)
+    pipeline.submit(_batch(0, size=4))
+    pipeline.submit(_batch(4, size=4))
+    pipeline.complete(_wait, block=True)
+    pipeline.close()
+    assert completer.committed == [] and completer.delivered == []
+    assert rewound == [0, 4]

@@ -102,15 +102,21 @@ def test_each_kind_of_poison_pill_is_dead_lettered_and_every_good_record_predict
          "of the last 200 records were bad"),
     ],
 )  # fmt: skip
+@pytest.mark.parametrize("produce_on", ["workers", "driver"])
 def test_a_broken_upstream_trips_the_breaker_and_nothing_past_the_trip_is_committed(
     kafka_bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_store: str, model: Manifest,
-    limits: tuple[str, ...], bad_stream: list[tuple[bytes, bytes]], expected: str,
+    limits: tuple[str, ...], bad_stream: list[tuple[bytes, bytes]], expected: str, produce_on: str,
 ) -> None:  # fmt: skip
+    """Nothing past the trip is committed or dead-lettered. Producing on the driver, nothing past it
+    is published either; producing on the workers, the clean batch behind the tripping one may have
+    been published already (at most the batches in flight, all of them predictions)."""
     topics = {"in": new_topic("in"), "out": new_topic("out"), "dlq": new_topic("dlq")}
     healthy = _good(0, 400)
     _send(kafka_bootstrap, topics["in"], healthy)
     port = free_port()
-    worker = start_worker(_serve(kafka_bootstrap, tmp_store, topics, group_id, port, *limits))
+    worker = start_worker(
+        _serve(kafka_bootstrap, tmp_store, topics, group_id, port, *limits, "--produce-on", produce_on)
+    )
     try:
         wait_healthy(worker, port)
         consume_until(kafka_bootstrap, topics["out"], lambda got: len(got) >= len(healthy))
@@ -132,5 +138,12 @@ def test_a_broken_upstream_trips_the_breaker_and_nothing_past_the_trip_is_commit
         "nothing past the committed offset was dead-lettered"
     )
     outputs = consume_until(kafka_bootstrap, topics["out"], lambda got: False, timeout_s=3)
-    assert len(outputs) + len(dead) == committed, "exactly the committed records were answered"
-    print(f"[guarantees] breaker {expected!r}: committed={committed} of {total}, dead-lettered={len(dead)}")
+    answered_past_the_trip = len(outputs) + len(dead) - committed
+    if produce_on == "driver":
+        assert answered_past_the_trip == 0, "exactly the committed records were answered"
+    else:
+        assert 0 <= answered_past_the_trip <= 2 * 200, "at most the batches in flight were published past the trip"
+    print(
+        f"[guarantees] breaker {expected!r}, produced on the {produce_on}: committed={committed} of {total},"
+        f" dead-lettered={len(dead)}, published past the trip={answered_past_the_trip}"
+    )

@@ -1,0 +1,66 @@
+"""Producing predictions from the Dask workers, as a ``WorkerPlugin``.
+
+With ``--produce-on workers`` each Dask worker produces the predictions of the records it
+scored, with a producer of its own, and a scoring task returns only once the broker has
+acknowledged them. The driver then consumes and commits, and the per-record work of encoding
+and producing is spread over the workers' processes instead of queueing behind one Python
+interpreter. The commit order does not change: the driver commits a batch's offsets only after
+every task of the batch returned (so after the acknowledgements), and a failed task fails the
+batch, which is consumed again (at-least-once).
+
+The plugin travels as the producer's configuration; each worker builds its producer on the
+first batch it scores. Deliveries on one worker take turns (one :class:`KafkaSink` reports the
+failures of one batch at a time), while the next batch's prediction goes on beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from distributed import WorkerPlugin, get_worker
+
+from stream.sink.kafka import KafkaSink
+
+PLUGIN_NAME = "knnstream-producer"
+log = logging.getLogger(__name__)
+
+
+class ProducerPlugin(WorkerPlugin):
+    """Holds one Kafka producer on a Dask worker, built on first use, flushed at teardown."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, producer_config: Mapping[str, Any], delivery_timeout_s: float) -> None:
+        self.producer_config = dict(producer_config)
+        self.delivery_timeout_s = delivery_timeout_s
+        self._sink: KafkaSink | None = None
+        self._turn: threading.Lock | None = None
+
+    def setup(self, worker: Any) -> None:
+        self._sink = KafkaSink(self.producer_config, self.delivery_timeout_s)
+        self._turn = threading.Lock()
+
+    def teardown(self, worker: Any) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def deliver(
+        self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes], headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        """Produce and wait for the acknowledgements; raises :class:`~stream.errors.DeliveryError`."""
+        if self._sink is None or self._turn is None:
+            raise RuntimeError("the knnstream producer plugin is not set up on this worker")
+        with self._turn:
+            self._sink.deliver_values(topic, keys, values, headers)
+
+
+def worker_producer(worker: Any = None) -> ProducerPlugin:
+    """The producer plugin of ``worker`` (default: the worker running this task)."""
+    plugin = (worker or get_worker()).plugins.get(PLUGIN_NAME)
+    if not isinstance(plugin, ProducerPlugin):
+        raise RuntimeError("this Dask worker holds no knnstream producer (--produce-on workers)")
+    return plugin

@@ -1,0 +1,62 @@
+"""Scoring and producing on the Dask workers (each backend), against the real broker: one
+prediction per record of every clean part, keyed like its record; nothing of a part that is not
+clean, which is left to the driver."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from stream.backend import Backend
+from stream.predict.cluster import close_client, start_client
+from stream.predict.distributed import DaskPredictor
+from stream.predict.plugin import ModelPlugin
+from stream.settings import TrainSettings
+from stream.sink.workers import ProducerPlugin
+from stream.train.job import train
+from tests.helpers import N_FEATURES, blobs, consume_until, write_history
+
+
+def _lines(prefix: str, rows: np.ndarray) -> list[bytes]:
+    return [json.dumps({"id": f"{prefix}{i}", "features": row.tolist()}).encode() for i, row in enumerate(rows)]
+
+
+def test_workers_produce_the_clean_parts_and_hand_back_the_others(
+    tmp_path: Path, tmp_store: str, backend: Backend, kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    data = write_history(tmp_path / "history.parquet", rows=2000)
+    version = train(TrainSettings(data=str(data), label="label", store=tmp_store, name="blobs", backend="cpu")).version
+    topic = new_topic("produced")
+    client = start_client(backend, None, 2)  # one worker on a one-GPU host
+    try:
+        predictor = DaskPredictor(client, backend)
+        predictor.load(ModelPlugin(tmp_store, "blobs", version, backend))
+        predictor.activate(version)
+        client.register_plugin(ProducerPlugin({"bootstrap.servers": kafka_bootstrap}, 10.0))
+        rows = blobs(60, seed=5)[0].astype(np.float32)
+        expected = predictor.predict(rows).frame["prediction"].to_numpy()
+
+        clean = predictor.produce_lines(_lines("a", rows), [f"a{i}".encode() for i in range(60)], N_FEATURES, topic)
+        outcome = clean.outcome()
+        assert all(part is not None for part in outcome)
+        produced_a = [part for part in outcome if part is not None]
+        np.testing.assert_array_equal(clean.prediction(produced_a).frame["prediction"].to_numpy(), expected)
+
+        values = _lines("b", rows)
+        values[-1] = b'{"id": "b59", "features": [1.0]}'  # the last part is not clean
+        mixed = predictor.produce_lines(values, [f"b{i}".encode() for i in range(60)], N_FEATURES, topic)
+        answers = mixed.outcome()
+        assert answers[-1] is None and all(part is not None for part in answers[:-1])
+        produced_b = sum(stop - start for (start, stop), part in zip(mixed.bounds, answers, strict=True) if part)
+
+        messages = consume_until(kafka_bootstrap, topic, lambda got: len(got) >= 60 + produced_b, timeout_s=60)
+        documents = {m.key().decode(): json.loads(m.value()) for m in messages}
+        assert len(messages) == len(documents) == 60 + produced_b
+        assert all(documents[f"a{i}"]["prediction"] == expected[i] for i in range(60))
+        assert all(documents[f"b{i}"]["prediction"] == expected[i] for i in range(produced_b))
+        assert {m.headers()[0][1].decode() for m in messages} == {version}
+    finally:
+        close_client(client)

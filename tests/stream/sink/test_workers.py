@@ -1,0 +1,56 @@
+"""The producer plugin on a real Dask worker against the real broker: a delivery returns once
+the broker has every record, and a record the broker refuses fails the task."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from distributed import Client, LocalCluster
+
+from stream.errors import DeliveryError
+from stream.sink.workers import ProducerPlugin, worker_producer
+from tests.helpers import consume_until
+
+HEADERS = (("knnstream.model.version", b"v7"),)
+
+
+@pytest.fixture
+def client(kafka_bootstrap: str) -> Iterator[Client]:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        client.register_plugin(ProducerPlugin({"bootstrap.servers": kafka_bootstrap, "acks": "all"}, 10.0))
+        yield client
+
+
+def _deliver(topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> int:
+    worker_producer().deliver(topic, keys, values, HEADERS)
+    return len(values)
+
+
+def test_a_worker_delivers_keyed_records_with_their_headers(
+    client: Client, kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic("worker-out")
+    keys = [f"k{i}".encode() for i in range(99)] + [None]
+    values = [f"v{i}".encode() for i in range(100)]
+    assert client.submit(_deliver, topic, keys, values, pure=False).result(timeout=60) == 100
+    messages = consume_until(kafka_bootstrap, topic, lambda got: len(got) >= 100, timeout_s=60)
+    assert sorted((m.key(), m.value()) for m in messages if m.key() is not None) == sorted(
+        zip(keys[:99], values[:99], strict=True)
+    )
+    assert [m.value() for m in messages if m.key() is None] == [b"v99"]
+    assert all(m.headers() == list(HEADERS) for m in messages)
+
+
+def test_a_record_the_broker_refuses_fails_the_task(client: Client, kafka_bootstrap: str) -> None:
+    topic = f"small-{uuid.uuid4().hex[:12]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    created = admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "200"})])
+    created[topic].result(timeout=30)
+    with pytest.raises(DeliveryError, match="not delivered"):
+        client.submit(_deliver, topic, [b"a", b"b"], [b"small", b"x" * 5000], pure=False).result(timeout=60)
