@@ -9,12 +9,14 @@ the batch itself, record by record, and dead-letters what must be.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stream.backend import Backend, get_array_pkg, get_df_pkg
 from stream.predict.plugin import predict_on_worker, worker_plugin
@@ -76,16 +78,20 @@ def parse_lines(payload: bytes, n_rows: int, n_features: int, backend: Backend) 
 
 
 def _parse_lines_gpu(payload: bytes, n_rows: int, n_features: int) -> tuple[pa.Array, Any] | None:
-    """cuDF's JSON reader; the same checks as :func:`stream.source.decode.decode_lines`."""
+    """cuDF's JSON reader; the same checks as :func:`stream.source.decode.decode_lines`.
+
+    Strings are read with their quotes (``keep_quotes``): cuDF turns a column of strings mixed
+    with numbers into strings, and only the quotes tell that ``"id": 5`` was not a string.
+    """
     cudf, cupy = get_df_pkg("gpu"), get_array_pkg("gpu")
     try:
-        frame = cudf.read_json(io.BytesIO(payload), lines=True)
+        frame = cudf.read_json(io.BytesIO(payload), lines=True, keep_quotes=True)
     except (RuntimeError, ValueError, TypeError):
         return None
     if len(frame) != n_rows or "id" not in frame.columns or "features" not in frame.columns:
         return None
     ids, lists = frame["id"], frame["features"]
-    if not cudf.api.types.is_string_dtype(ids.dtype) or ids.null_count or bool((ids.str.len() == 0).any()):
+    if not cudf.api.types.is_string_dtype(ids.dtype) or ids.null_count:
         return None
     if not isinstance(lists.dtype, cudf.ListDtype) or lists.null_count:
         return None
@@ -97,4 +103,18 @@ def _parse_lines_gpu(payload: bytes, n_rows: int, n_features: int) -> tuple[pa.A
     matrix = leaves.values.astype(cupy.float64).reshape(n_rows, n_features)
     if not bool(cupy.isfinite(matrix).all()) or float(cupy.abs(matrix).max()) > FLOAT32_MAX:
         return None
-    return ids.to_arrow().cast(pa.string()), matrix.astype(cupy.float32)  # cuDF hands out large_string
+    host_ids = _unquote(ids.to_arrow().cast(pa.string()))  # cuDF hands out large_string
+    if host_ids is None:
+        return None
+    return host_ids, matrix.astype(cupy.float32)
+
+
+def _unquote(literals: pa.Array) -> pa.Array | None:
+    """JSON string literals as their values; ``None`` when one is not a non-empty string."""
+    quoted = pc.and_(pc.starts_with(literals, '"'), pc.ends_with(literals, '"'))
+    if not pc.all(pc.and_(quoted, pc.greater(pc.utf8_length(literals), 2))).as_py():
+        return None
+    if not pc.any(pc.match_substring(literals, "\\")).as_py():
+        return pc.utf8_slice_codeunits(literals, 1, -1)
+    values = [json.loads(literal) for literal in literals.to_pylist()]  # escapes: rare, decoded by json
+    return pa.array(values, pa.string()) if all(values) else None

@@ -7,8 +7,11 @@ commits and automatic offset storage are off: offsets are committed explicitly, 
 predictions are acknowledged (see :mod:`stream.sink.commit`).
 
 While batches are in flight the consumer keeps polling: it reads ahead the next batch, then
-pauses the partitions and polls on, so a slow batch never makes it leave the group
-(``max.poll.interval.ms``). A partition revoked by a rebalance is handed over only once the
+waits for the batch in flight without polling for a short while (:data:`HOLD_BEFORE_PAUSE_S`),
+and only then pauses the partitions and polls on, so a slow batch never makes it leave the group
+(``max.poll.interval.ms``). Pausing is kept for slow batches because it is not free: librdkafka
+drops a paused partition's prefetched records, and after the resume the next batch waits about
+half a second for a new fetch. A partition revoked by a rebalance is handed over only once the
 batches in flight are complete (at-least-once: with the offsets of that partition committed up
 to the last batch delivered), and records of partitions no longer assigned are dropped from the
 next batch: their new owner reads them from the committed offset. A commit refused because the
@@ -21,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -30,6 +34,9 @@ from stream.errors import KafkaSetupError
 from stream.settings import ServeSettings
 
 log = logging.getLogger(__name__)
+# How long a full read-ahead waits for the batch in flight before pausing the partitions (a
+# rebalance waits as long for this member to poll); at most a tenth of max.poll.interval.ms.
+HOLD_BEFORE_PAUSE_S = 2.0
 
 # The batches handed out and not yet committed, oldest first, each with its delivery.
 InFlight = Callable[[], Sequence[tuple[MicroBatch, "Future[Any]"]]]
@@ -106,11 +113,14 @@ class KafkaSource:
         """Keep polling until ``future`` (a batch in flight) is done.
 
         The polls read ahead the next batch (at most one batch of records); once it is full the
-        partitions are paused and polling goes on without reading, so a slow batch never makes
-        the consumer leave the group.
+        consumer waits for ``future`` without polling, for at most :data:`HOLD_BEFORE_PAUSE_S`;
+        then the partitions are paused and polling goes on without reading, so a slow batch never
+        makes the consumer leave the group.
         """
         consumer = self.consumer
         paused: list[TopicPartition] = []
+        hold_s = min(HOLD_BEFORE_PAUSE_S, self._settings.max_poll_interval_ms / 10_000)
+        full_since: float | None = None
         try:
             while not future.done():
                 on_tick()
@@ -121,6 +131,10 @@ class KafkaSource:
                     # must go into the new one, not the discarded one.
                     polled = self._poll_consumer(min(room, 10_000), 0.05)
                     self._strays.extend(polled)
+                    full_since = None
+                elif full_since is None or (not paused and time.monotonic() - full_since < hold_s):
+                    full_since = time.monotonic() if full_since is None else full_since
+                    futures_wait([future], timeout=0.05)
                 else:
                     if not paused:
                         paused = consumer.assignment()
