@@ -6,6 +6,8 @@
 #   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs, and MNMG training times
 #   deploy/gpu/checks.sh compare # the same workload on the GPU and the CPU backend of this host
 #   deploy/gpu/checks.sh bench-one NAME ARGS...  # one knnstream bench run, logged as NAME
+#   PY_SPY=path/to/py-spy deploy/gpu/checks.sh profile ARGS...  # py-spy profiles of the worker's
+#       driver and Dask worker processes while a bench streams (all threads, and GIL holders only)
 # Logs go to $OUT (default /tmp/knnstream-gpu-checks).
 set -uo pipefail
 OUT="${OUT:-/tmp/knnstream-gpu-checks}"
@@ -78,11 +80,36 @@ run_compare() {  # one workload, both backends (an index the CPU backend finishe
   bench compare-cpu --backend cpu "${workload[@]}"
 }
 
+BUSY='import re, sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:9109/metrics", timeout=1).read().decode()
+found = re.search(r"^knnstream_records_predicted_total\{[^}]*\} (\S+)", text, re.M)
+sys.exit(0 if found and float(found.group(1)) >= 100000 else 1)'
+
+run_profile() {  # a bench in the background; 10 s of py-spy once the worker is busy
+  start_broker
+  python3 -m stream --log-level WARNING bench --json "$@" >"$OUT/bench-profile.json" 2>"$OUT/bench-profile.err" &
+  local bench=$! driver="" worker=""
+  for _ in $(seq 300); do
+    driver=$(pgrep -f "stream serve" | head -1)
+    [ -n "$driver" ] && python3 -c "$BUSY" 2>/dev/null && break
+    sleep 0.5
+  done
+  worker=$(pgrep -P "$driver" -f spawn_main | tail -1)
+  echo "driver $driver, Dask worker $worker"
+  for pid in "$driver" "$worker"; do
+    "$PY_SPY" record --pid "$pid" -d 10 -r 200 --nonblocking --threads --format raw -o "$OUT/profile-$pid.raw" &
+    "$PY_SPY" record --pid "$pid" -d 10 -r 200 --nonblocking --gil --format raw -o "$OUT/profile-$pid-gil.raw" &
+  done
+  wait "$bench"; wait
+  cat "$OUT/bench-profile.json"
+}
+
 case "${1:-}" in
   tests) run_tests ;;
   demo) run_demo ;;
   bench) run_bench ;;
   compare) run_compare ;;
   bench-one) shift; start_broker && bench "$@" ;;
+  profile) shift; run_profile "$@" ;;
   *) echo "usage: $0 tests|demo|bench|compare|bench-one NAME ARGS..." >&2; exit 2 ;;
 esac

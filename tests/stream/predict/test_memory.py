@@ -36,31 +36,33 @@ def test_other_errors_are_not_swallowed() -> None:
 
 @pytest.mark.gpu
 def test_a_real_gpu_out_of_memory_is_split_and_matches_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
-    """cuML runs out of device memory for real: RMM is limited to 256 MiB of new allocations
-    (set before the model is fitted, so cuML's workspace draws on it too), less than the distance
-    tiles of a 65,536-row piece against a 20,000-row index need."""
+    """A batch runs out of device memory for real and is predicted in smaller pieces.
+
+    cuML's brute-force search works in tiles of at most 1,024 query rows, so its own memory does
+    not grow with the batch; the vote's counts (rows x classes) do. With 2,000 classes and
+    CuPy's pool capped at 200 MiB, a 65,536-row piece needs 500 MiB of counts and a 16,384-row
+    one 125 MiB.
+    """
     import cupy
-    import rmm
 
     from stream.predict.model import build_predictor, index_from_training_data
 
     rng = np.random.default_rng(0)
     features = rng.normal(size=(20_000, 32)).astype(np.float32)
-    index = index_from_training_data("classification", 5, "euclidean", features, rng.integers(0, 4, 20_000))
+    index = index_from_training_data("classification", 5, "euclidean", features, np.arange(20_000) % 2_000)
     queries = rng.normal(size=(100_000, 32)).astype(np.float32)
-    on_device = cupy.asarray(queries)
-    upstream = rmm.mr.get_current_device_resource()
-    rmm.mr.set_current_device_resource(rmm.mr.LimitingResourceAdaptor(upstream, 256 * 2**20))
+    gpu = build_predictor(index, "gpu")
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    pool.set_limit(size=200 * 2**20)
     try:
-        gpu = build_predictor(index, "gpu")
         with caplog.at_level("WARNING", logger="stream.predict.memory"):
-            predicted = gpu.predict(on_device)
-        labels = predicted["prediction"].to_numpy()
+            labels = gpu.predict(cupy.asarray(queries))["prediction"].to_numpy()
     finally:
-        rmm.mr.set_current_device_resource(upstream)
+        pool.set_limit(size=0)  # no limit
     splits = [record.getMessage() for record in caplog.records if "GPU out of memory" in record.getMessage()]
     print("\n".join(splits))
-    assert splits, "the limit never ran out: nothing was split"
+    assert splits, "nothing ran out of memory: nothing was split"
     expected, _ = build_predictor(index, "cpu").predict_host(queries)
     assert len(labels) == len(queries)
     assert (labels == expected).mean() > 0.999  # ties at float32 precision aside
