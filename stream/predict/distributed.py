@@ -143,11 +143,12 @@ class DaskPredictor:
         version, shadow_version = self.version, self.shadow_version
         bounds = split_bounds(len(values), self._worker_count())
         payloads = self._client.scatter([b"\n".join(values[start:stop]) for start, stop in bounds], hash=False)
+        key_array = pa.array(keys, pa.binary())  # one object in the task, not a list Dask walks through
         futures = [
             self._client.submit(
                 score_and_produce_on_worker,
                 payload,
-                keys[start:stop],
+                key_array[start:stop],
                 n_features,
                 version,
                 shadow_version,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,14 +48,15 @@ def score_lines_on_worker(
 
 def score_and_produce_on_worker(
     payload: bytes,
-    keys: Sequence[bytes | None],
+    keys: pa.Array,
     n_features: int,
     version: str,
     shadow_version: str | None,
     output_topic: str,
 ) -> ScoredLines | None:
     """Dask task: :func:`score_lines_on_worker`, then produce one prediction per record (keyed
-    like its input record) with this worker's producer, and return once the broker has them.
+    like its input record: ``keys`` is an Arrow binary array) with this worker's producer, and
+    return once the broker has them.
 
     ``None`` (nothing produced) when a record is not clean. The returned results carry no ids:
     only the predictions travel back, for the driver's shadow comparison.
@@ -66,7 +66,7 @@ def score_and_produce_on_worker(
         return None
     predicted = scored.predicted
     values = encode_values(scored.ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), version)
-    worker_producer().deliver(output_topic, keys, values, prediction_headers(version))
+    worker_producer().deliver(output_topic, keys.to_pylist(), values, prediction_headers(version))
     return ScoredLines(pa.array([], pa.string()), predicted, scored.shadow)
 
 

@@ -76,8 +76,14 @@ def decode_columnar(values: Sequence[bytes], n_features: int) -> tuple[list[str]
 def one_line_values(values: Sequence[bytes | None], max_record_bytes: int) -> bool:
     """Whether every value is present, within the size limit and on one line: then the batch
     can go to the Dask workers as newline-delimited JSON, parsed there at once
-    (:func:`decode_lines`, or cuDF's JSON reader on a GPU)."""
-    return all(value and len(value) <= max_record_bytes and b"\n" not in value for value in values)
+    (:func:`decode_lines`, or cuDF's JSON reader on a GPU). Checked without a Python loop per
+    value: this runs on the driver for every record."""
+    if None in values:
+        return False
+    lengths = list(map(len, values))  # type: ignore[arg-type]
+    if not lengths or min(lengths) == 0 or max(lengths) > max_record_bytes:
+        return not lengths
+    return b"\n".join(values).count(b"\n") == len(values) - 1  # type: ignore[arg-type]
 
 
 def decode_lines(

@@ -72,6 +72,7 @@ class KafkaSource:
         self._strays: list[Any] = []  # records returned by a poll while a batch was in flight
         self._group_metadata: Any = None  # as the consumer thread last saw it; see group_metadata()
         self._in_flight: InFlight = list  # the batches handed out and not yet committed; see track()
+        self._revocations = 0  # how many times partitions were revoked (or lost)
 
     @property
     def consumer(self) -> Consumer:
@@ -102,10 +103,13 @@ class KafkaSource:
             self.consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             self._subscribed = True
         max_wait_s = self._settings.batch_max_wait_ms / 1000
+        revocations = self._revocations
         batch = collect_batch(self._poll, self._settings.batch_max_records, max_wait_s, idle_wait_s)
         if batch is None:
             return None
-        owned = self._owned(batch.messages)
+        # Read-ahead records of revoked partitions are dropped as they are revoked; only a
+        # revocation while this batch was filling can leave some in it.
+        owned = batch.messages if self._revocations == revocations else self._owned(batch.messages)
         self._refresh_group_metadata(self.consumer)
         return MicroBatch(owned, batch.opened_at) if owned else None
 
@@ -229,7 +233,7 @@ class KafkaSource:
 
     def _poll_consumer(self, max_messages: int, timeout_s: float) -> list[Any]:
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout_s)
-        return [message for message in messages if not _is_error(message)]
+        return [message for message in messages if message.error() is None or not _is_error(message)]
 
     def _owned(self, messages: Sequence[Any]) -> list[Any]:
         assigned = {(p.topic, p.partition) for p in self.consumer.assignment()}
@@ -266,6 +270,7 @@ class KafkaSource:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the batches in flight finish (and commit) before their partitions move."""
+        self._revocations += 1
         self._refresh_group_metadata(consumer)  # the new generation, or no member id when the partitions were lost
         delivered: list[MicroBatch] = []
         for batch, done in self._in_flight():

@@ -39,11 +39,13 @@ def test_a_real_gpu_out_of_memory_is_split_and_matches_the_cpu(caplog: pytest.Lo
     """A batch runs out of device memory for real and is predicted in smaller pieces.
 
     cuML's brute-force search works in tiles of at most 1,024 query rows, so its own memory does
-    not grow with the batch; the vote's counts (rows x classes) do. With 2,000 classes and
-    CuPy's pool capped at 200 MiB, a 65,536-row piece needs 500 MiB of counts and a 16,384-row
-    one 125 MiB.
+    not grow with the batch; the vote's counts (rows x classes) do. With 2,000 classes and RMM
+    (which CuPy allocates through) capped at 200 MiB of new allocations, a 65,536-row piece needs
+    500 MiB of counts and a 16,384-row one 125 MiB.
     """
     import cupy
+    import rmm
+    import rmm.allocators.cupy
 
     from stream.predict.model import build_predictor, index_from_training_data
 
@@ -52,14 +54,17 @@ def test_a_real_gpu_out_of_memory_is_split_and_matches_the_cpu(caplog: pytest.Lo
     index = index_from_training_data("classification", 5, "euclidean", features, np.arange(20_000) % 2_000)
     queries = rng.normal(size=(100_000, 32)).astype(np.float32)
     gpu = build_predictor(index, "gpu")
-    pool = cupy.get_default_memory_pool()
-    pool.free_all_blocks()
-    pool.set_limit(size=200 * 2**20)
+    on_device = cupy.asarray(queries)
+    upstream = rmm.mr.get_current_device_resource()  # CuPy allocates through RMM once cuDF is imported
+    allocator = cupy.cuda.get_allocator()
+    rmm.mr.set_current_device_resource(rmm.mr.LimitingResourceAdaptor(upstream, 200 * 2**20))
+    cupy.cuda.set_allocator(rmm.allocators.cupy.rmm_cupy_allocator)
     try:
         with caplog.at_level("WARNING", logger="stream.predict.memory"):
-            labels = gpu.predict(cupy.asarray(queries))["prediction"].to_numpy()
+            labels = gpu.predict(on_device)["prediction"].to_numpy()
     finally:
-        pool.set_limit(size=0)  # no limit
+        rmm.mr.set_current_device_resource(upstream)
+        cupy.cuda.set_allocator(allocator)
     splits = [record.getMessage() for record in caplog.records if "GPU out of memory" in record.getMessage()]
     print("\n".join(splits))
     assert splits, "nothing ran out of memory: nothing was split"
