@@ -23,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -31,44 +30,26 @@ from streamz import Stream
 
 from stream.backend import to_host_numpy
 from stream.batching.microbatch import MicroBatch
-from stream.errors import KnnStreamError
 from stream.metrics import WorkerMetrics
-from stream.pipeline_stages import BatchJob, DecodedStage, EncodedStage, PredictedStage
-from stream.predict.distributed import Prediction, ProducedParts
+from stream.pipeline_stages import (
+    BatchFailedError,
+    BatchJob,
+    BatchRefusedError,
+    DecodedStage,
+    EncodedStage,
+    PipelineConfig,
+    PredictedStage,
+    PredictLines,
+    ProduceLines,
+    Wait,
+)
+from stream.predict.distributed import Prediction
 from stream.sink.commit import BatchCompleter, ProducerFencedError
 from stream.sink.encode import encode_dead_letters, encode_scored
 from stream.source.breaker import BadRecordBreaker, CircuitOpenError
 from stream.source.decode import DeadLetter, DecodedBatch, decode_batch, one_line_values
 
 log = logging.getLogger(__name__)
-Wait = Callable[["Future[Any]"], None]
-# Raw one-line JSON values and the feature count → their ids and predictions, or None when a
-# record is not clean (then the batch is decoded here and its bad records dead-lettered).
-PredictLines = Callable[[list[bytes], int], "tuple[pa.Array, Prediction] | None"]
-# Raw one-line JSON values, their keys, the feature count and the output topic → the parts
-# being scored and produced by the Dask workers (a part not clean is left to the driver).
-ProduceLines = Callable[[list[bytes], list["bytes | None"], int, str], ProducedParts]
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    input_topic: str
-    output_topic: str
-    dlq_topic: str
-    n_features: int
-    max_record_bytes: int
-    max_consecutive_failures: int = 20
-    retry_backoff_s: float = 0.5
-    max_backoff_s: float = 5.0
-    max_in_flight: int = 2
-
-
-class BatchFailedError(KnnStreamError):
-    """A batch failed more often in a row than the worker tolerates."""
-
-
-class BatchRefusedError(KnnStreamError):
-    """Not delivered because an earlier batch failed: it is processed again after the rewind."""
 
 
 class Pipeline:

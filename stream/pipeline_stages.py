@@ -1,11 +1,12 @@
-"""What a micro-batch becomes on its way through the pipeline (:mod:`stream.pipeline`).
+"""The pipeline's types (:mod:`stream.pipeline`): its configuration, the callables it is given,
+its errors, and what a micro-batch becomes on its way through it.
 
 MicroBatch → DecodedStage → PredictedStage → EncodedStage, carried by a BatchJob
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,9 +14,39 @@ from typing import Any
 import pyarrow as pa
 
 from stream.batching.microbatch import MicroBatch
-from stream.predict.distributed import ProducedParts
+from stream.errors import KnnStreamError
+from stream.predict.distributed import Prediction, ProducedParts
 from stream.sink.encode import OutboundRecord
 from stream.source.decode import DeadLetter, DecodedBatch
+
+Wait = Callable[["Future[Any]"], None]
+# Raw one-line JSON values and the feature count → their ids and predictions, or None when a
+# record is not clean (then the batch is decoded here and its bad records dead-lettered).
+PredictLines = Callable[[list[bytes], int], "tuple[pa.Array, Prediction] | None"]
+# Raw one-line JSON values, their keys, the feature count and the output topic → the parts
+# being scored and produced by the Dask workers (a part not clean is left to the driver).
+ProduceLines = Callable[[list[bytes], list["bytes | None"], int, str], ProducedParts]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    input_topic: str
+    output_topic: str
+    dlq_topic: str
+    n_features: int
+    max_record_bytes: int
+    max_consecutive_failures: int = 20
+    retry_backoff_s: float = 0.5
+    max_backoff_s: float = 5.0
+    max_in_flight: int = 2
+
+
+class BatchFailedError(KnnStreamError):
+    """A batch failed more often in a row than the worker tolerates."""
+
+
+class BatchRefusedError(KnnStreamError):
+    """Not delivered because an earlier batch failed: it is processed again after the rewind."""
 
 
 @dataclass(frozen=True)

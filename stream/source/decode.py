@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -83,7 +84,7 @@ def one_line_values(values: Sequence[bytes | None], max_record_bytes: int) -> bo
     lengths = list(map(len, values))  # type: ignore[arg-type]
     if not lengths or min(lengths) == 0 or max(lengths) > max_record_bytes:
         return not lengths
-    return b"\n".join(values).count(b"\n") == len(values) - 1  # type: ignore[arg-type]
+    return not any(map(bytes.__contains__, values, repeat(b"\n")))  # type: ignore[arg-type]
 
 
 def decode_lines(

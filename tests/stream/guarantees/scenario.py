@@ -35,6 +35,7 @@ from tests.helpers import N_FEATURES, blobs, free_port, read_output, start_worke
 SCALE_VARIABLE = "KNNSTREAM_TEST_SCALE"
 MODEL_NAME = "blobs"
 MODEL_REF = f"{MODEL_NAME}@production"
+MAX_IN_FLIGHT = 2  # the default of --max-batches-in-flight
 SESSION_TIMEOUT_MS = 6_000  # the broker's group.min.session.timeout.ms: a dead member leaves the group soonest
 
 

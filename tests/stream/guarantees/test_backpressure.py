@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from model_store import Manifest
 from tests.stream.guarantees.scenario import (
+    MAX_IN_FLIGHT,
     GroupOffsets,
     Scale,
     Topics,
@@ -37,7 +38,6 @@ BACKLOG_BYTES = 480_000_000  # the input records are padded to add up to this
 CONSUMER_PREFETCH = 64 * MIB  # librdkafka queued.max.messages.kbytes (default): fetched, not yet polled
 ALLOWANCE = 128 * MIB  # interpreter objects of the batches in hand, decoding buffers, allocator slack
 GLIBC = {"MALLOC_ARENA_MAX": "2"}
-MAX_IN_FLIGHT = 2  # the default of --max-batches-in-flight
 
 
 def _delete(bootstrap: str, topics: Topics) -> None:

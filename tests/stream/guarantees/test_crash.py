@@ -16,6 +16,7 @@ import pytest
 
 from model_store import Manifest
 from tests.stream.guarantees.scenario import (
+    MAX_IN_FLIGHT,
     GroupOffsets,
     Scale,
     Topics,
@@ -33,7 +34,6 @@ from tests.stream.guarantees.scenario import (
 pytestmark = pytest.mark.kafka
 
 KILLS = 3
-MAX_IN_FLIGHT = 2  # the default of --max-batches-in-flight
 STEP = 0.2  # each kill comes after at least this share of the records more was committed
 # A producer queue of 10 records: delivery waits for acknowledgements every 10 records, so a
 # transaction stays open long enough for a kill to land inside it.

@@ -13,6 +13,7 @@ import pytest
 
 from model_store import Manifest
 from tests.stream.guarantees.scenario import (
+    MAX_IN_FLIGHT,
     GroupOffsets,
     Scale,
     Topics,
@@ -87,4 +88,6 @@ def test_a_dask_worker_killed_mid_batch_is_replaced_and_nothing_is_lost(
     assert "holds no knnstream model" not in log, "a task reached a Dask worker without the model"
     assert not any("RuntimeError" in series for series in failures)
     assert committed_by_originals < scale.records, "replacement Dask workers predicted the rest of the stream"
-    assert result.duplicated <= scale.batch, "at most the batch in flight is delivered twice"
+    # The workers produce: a batch behind the failed one may already be published, and both are
+    # processed again, so at most the batches in flight are delivered twice.
+    assert result.duplicated <= MAX_IN_FLIGHT * scale.batch, "at most the batches in flight are delivered twice"
