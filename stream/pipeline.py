@@ -9,6 +9,11 @@ batch after batch in that same order, each only once its batch is delivered. How
 completed (after acknowledgements, or in a transaction) is the batch completer's business
 (:mod:`stream.sink.commit`).
 
+With the Dask workers producing (``produce_lines``), "predict" sends a batch's clean parts to the
+workers, which score and produce them and return once the broker acknowledged; "deliver" waits
+for them, then delivers what the driver decoded itself (parts that were not clean). The commit
+still comes after every acknowledgement.
+
 When a batch fails, no later batch is delivered (the delivering thread refuses them in turn),
 nothing of theirs is committed, and the source rewinds to the group's committed offsets so
 every one of them is processed again. A circuit breaker on bad records stops the worker before
@@ -187,7 +192,7 @@ class Pipeline:
         if stage.values is not None and self._predict_lines is not None:
             scored = self._predict_lines(stage.values, self._config.n_features)
             if scored is not None:
-                self._breaker.observe(False for _ in batch.messages)
+                self._breaker.observe_clean(len(batch))
                 ids, prediction = scored
                 return self._predicted(batch, batch.messages, ids, prediction, [], started)
         decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
@@ -259,7 +264,7 @@ class Pipeline:
             if part is None
             for message in messages[start:stop]
         ]
-        self._breaker.observe(False for _ in range(len(messages) - len(left)))
+        self._breaker.observe_clean(len(messages) - len(left))
         if not left:
             return EncodedStage(stage.batch, [], len(messages), [])
         here = self._encode(self._predict(DecodedStage(stage.batch, None, self._decode_here(left))))

@@ -14,6 +14,7 @@ from stream.settings import ServeSettings
 from stream.sink.encode import OutboundRecord
 
 log = logging.getLogger(__name__)
+Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce takes
 
 
 def producer_config(settings: ServeSettings) -> dict[str, Any]:
@@ -77,8 +78,9 @@ class KafkaSink:
         """:meth:`deliver` of one record per key and value (in step), all with the same headers."""
         self._failures = []
         producer = self.producer
+        shared_headers: Headers = list(headers)  # one list for every record, not one per record
         for key, value in zip(keys, values, strict=True):
-            produce_value(producer, topic, key, value, headers)
+            produce_value(producer, topic, key, value, shared_headers)
         self._await_acknowledgements(len(keys))
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -102,16 +104,15 @@ class KafkaSink:
 
 
 def produce_record(producer: Producer, record: OutboundRecord) -> None:
-    produce_value(producer, record.topic, record.key, record.value, record.headers)
+    headers: Headers = list(record.headers)
+    produce_value(producer, record.topic, record.key, record.value, headers)
 
 
-def produce_value(
-    producer: Producer, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]
-) -> None:
+def produce_value(producer: Producer, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
     """Produce one record, waiting for room in the producer's queue when it is full."""
     while True:
         try:
-            producer.produce(topic, value=value, key=key, headers=list(headers))
+            producer.produce(topic, value=value, key=key, headers=headers)
             return
         except BufferError:
             producer.poll(0.1)

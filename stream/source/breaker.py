@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Iterable
+from itertools import repeat
 
 from stream.errors import KnnStreamError
 
@@ -30,12 +31,23 @@ class BadRecordBreaker:
         with self._lock:
             self._observe(bad_flags)
 
+    def observe_clean(self, count: int) -> None:
+        """:meth:`observe` of ``count`` good records, without a loop per record."""
+        with self._lock:
+            if count:
+                self._run = 0
+            self._recent.extend(repeat(False, min(count, self._recent.maxlen or 0)))
+            self._check_ratio()
+
     def _observe(self, bad_flags: Iterable[bool]) -> None:
         for bad in bad_flags:
             self._recent.append(bad)
             self._run = self._run + 1 if bad else 0
             if self._run >= self._max_run:
                 raise CircuitOpenError(f"{self._run} bad records in a row (limit {self._max_run})")
+        self._check_ratio()
+
+    def _check_ratio(self) -> None:
         window = self._recent.maxlen or 0
         if len(self._recent) == window and window > 0:
             ratio = sum(self._recent) / window

@@ -136,16 +136,15 @@ class KafkaSource:
                     polled = self._poll_consumer(min(room, 10_000), 0.05)
                     self._strays.extend(polled)
                     full_since = None
-                elif full_since is None or (not paused and time.monotonic() - full_since < hold_s):
-                    full_since = time.monotonic() if full_since is None else full_since
-                    futures_wait([future], timeout=0.05)
                 else:
-                    if not paused:
-                        paused = consumer.assignment()
-                        consumer.pause(paused)
-                    message = consumer.poll(0.1)
-                    if message is not None and not _is_error(message):
-                        self._strays.append(message)
+                    full_since = full_since if full_since is not None else time.monotonic()
+                    if not paused and time.monotonic() - full_since < hold_s:
+                        futures_wait([future], timeout=0.05)
+                    else:
+                        paused = paused or self._pause(consumer)
+                        message = consumer.poll(0.1)
+                        if message is not None and not _is_error(message):
+                            self._strays.append(message)
                 self._refresh_group_metadata(consumer)
         finally:
             if paused:
@@ -242,11 +241,16 @@ class KafkaSource:
             log.info("dropped %d records of partitions revoked while the batch was filling", len(messages) - len(owned))
         return owned
 
+    def _pause(self, consumer: Consumer) -> list[TopicPartition]:
+        """Pause every assigned partition; returns them, to be resumed."""
+        assigned: list[TopicPartition] = consumer.assignment()
+        consumer.pause(assigned)
+        return assigned
+
     def _poll_paused(self, duration_s: float) -> None:
         """Poll without reading (the partitions paused) for a while: lets a rebalance under way complete."""
         consumer = self.consumer
-        paused = consumer.assignment()
-        consumer.pause(paused)
+        paused = self._pause(consumer)
         try:
             deadline = time.monotonic() + duration_s
             while time.monotonic() < deadline:
