@@ -65,7 +65,7 @@ class Pipeline:
         config: PipelineConfig,
         predict_frame: Callable[[Any], Prediction],
         completer: BatchCompleter,
-        rewind: Callable[[MicroBatch], None],
+        rewind: Callable[[Sequence[MicroBatch]], None],
         breaker: BadRecordBreaker,
         metrics: WorkerMetrics,
         on_prediction: Callable[[Prediction], None] = lambda prediction: None,
@@ -303,8 +303,7 @@ class Pipeline:
             len(jobs),
             _describe(failed.batch.first_offsets()),
         )
-        for job in jobs:
-            self._rewind(job.batch)
+        self._rewind([job.batch for job in jobs])
         if self._failures_in_a_row >= self._config.max_consecutive_failures:
             raise BatchFailedError(
                 f"{self._failures_in_a_row} batches failed in a row; last error: {type(exc).__name__}: {exc}"

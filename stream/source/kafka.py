@@ -172,18 +172,21 @@ class KafkaSource:
                 log.info("commit refused while the group rebalances (%s); committing once it settled", exc.args[0])
                 self._poll_paused(0.2)
 
-    def rewind(self, batch: MicroBatch) -> None:
-        """Seek back so the batch's records are consumed again, from the group's committed offsets.
+    def rewind(self, batches: Sequence[MicroBatch]) -> None:
+        """Seek back so the batches' records are consumed again, from the group's committed offsets.
 
         A failed batch may still have been completed on the broker: a transaction whose commit
         timed out on its way can be committed by its coordinator all the same, with the batch's
         offsets. The committed offsets (read as stable, ``isolation.level=read_committed``) say
         where the group really stands; a partition the group has no offset for yet goes back
-        to the batch's first offset, and so does every partition when the broker cannot answer.
+        to the earliest first offset of the batches, and so does every partition when the broker
+        cannot answer. The batches are rewound together: one at a time, a later batch's first
+        offset would win over an earlier one's, and the records between them would be skipped.
         """
-        self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in _partitions(batch.messages)]
-        first = batch.first_offsets()
-        for position in self._committed_or(first):
+        together = MicroBatch([message for batch in batches for message in batch.messages])
+        rewound = _partitions(together.messages)
+        self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in rewound]
+        for position in self._committed_or(together.first_offsets()):
             try:
                 self.consumer.seek(position)
             except KafkaException as exc:

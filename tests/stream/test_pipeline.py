@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -66,13 +66,18 @@ class ScriptedModel:
         return Prediction("v1", frame)
 
 
+def _recording(rewound: list[int]) -> Callable[[Sequence[MicroBatch]], None]:
+    """A rewind that notes the first offset of each batch it is given."""
+    return lambda batches: rewound.extend(batch.messages[0].offset() for batch in batches)
+
+
 def _pipeline(model: ScriptedModel, completer: RecordingCompleter, rewound: list[int], depth: int) -> Pipeline:
     config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0, max_in_flight=depth)
     return Pipeline(
         config,
         model.predict,
         completer,
-        lambda batch: rewound.append(batch.messages[0].offset()),
+        _recording(rewound),
         BadRecordBreaker(1.0, 100, 100),
         WorkerMetrics(),
     )
@@ -208,7 +213,7 @@ class _Produced:
 def _producing_pipeline(workers: WorkersProduce, completer: RecordingCompleter, rewound: list[int]) -> Pipeline:
     config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0)
     return Pipeline(
-        config, workers.model.predict, completer, lambda batch: rewound.append(batch.messages[0].offset()),
+        config, workers.model.predict, completer, _recording(rewound),
         BadRecordBreaker(1.0, 100, 100), WorkerMetrics(), produce_lines=workers,
     )  # fmt: skip
 

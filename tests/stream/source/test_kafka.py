@@ -72,7 +72,21 @@ def test_rewind_goes_back_to_the_batch_when_nothing_is_committed(
     source = source_of(topic)
     first = _batch(source)
     assert _offsets(first) == list(range(40))
-    source.rewind(first)
+    source.rewind([first])
+    assert _offsets(_batch(source)) == list(range(40))
+
+
+def test_batches_rewound_together_go_back_to_the_earliest_when_nothing_is_committed(
+    kafka_bootstrap: str, new_topic: Callable[..., str], source_of: Callable[[str], KafkaSource]
+) -> None:
+    """Two batches in flight fail together on a partition with no committed offset: the records
+    of both are read again, from the first batch's first offset (not the second batch's)."""
+    topic = new_topic("rewind")
+    _produce(kafka_bootstrap, topic, 100)
+    source = source_of(topic)
+    first, second = _batch(source), _batch(source)
+    assert _offsets(first) + _offsets(second) == list(range(80))
+    source.rewind([first, second])
     assert _offsets(_batch(source)) == list(range(40))
 
 
@@ -88,5 +102,5 @@ def test_rewind_goes_to_the_committed_offset_when_the_batch_was_completed_after_
     batch = _batch(source)
     assert _offsets(batch) == list(range(40))
     _commit_in_a_transaction(kafka_bootstrap, source, topic, 40)
-    source.rewind(batch)
+    source.rewind([batch])
     assert _offsets(_batch(source)) == list(range(40, 80))
