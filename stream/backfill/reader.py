@@ -20,6 +20,7 @@ from stream.backfill.errors import BackfillError, ReplayStalledError
 from stream.backfill.ranges import PartitionRange
 from stream.backfill.settings import ReplaySettings
 from stream.errors import KafkaSetupError
+from stream.source.kafka import FETCH_QUEUE_BACKOFF_MS
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.5
@@ -33,6 +34,7 @@ def replay_consumer_config(settings: ReplaySettings, group_id: str) -> dict[str,
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # a replay reads a backlog: no 1 s stalls
     }
 
 

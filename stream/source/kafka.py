@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 # How long a full read-ahead waits for the batch in flight before pausing the partitions (a
 # rebalance waits as long for this member to poll); at most a tenth of max.poll.interval.ms.
 HOLD_BEFORE_PAUSE_S = 2.0
+# librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s by default) each time its
+# prefetch queue reaches queued.max.messages.kbytes (64 MiB): on a backlog of 300,000 records of
+# 400 bytes the consumer waited out that second again and again (5.5 µs per record, 0.7 µs with
+# 10 ms). The queue's size limit, and so the memory it may take, is unchanged.
+FETCH_QUEUE_BACKOFF_MS = 10
 
 # The batches handed out and not yet committed, oldest first, each with its delivery.
 InFlight = Callable[[], Sequence[tuple[MicroBatch, "Future[Any]"]]]
@@ -55,6 +60,7 @@ def consumer_config(settings: ServeSettings, stats_cb: Callable[[str], None] | N
         "partition.assignment.strategy": "cooperative-sticky",
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "session.timeout.ms": settings.session_timeout_ms,
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
     }
     if stats_cb is not None:
         config |= {"statistics.interval.ms": settings.statistics_interval_ms, "stats_cb": stats_cb}
