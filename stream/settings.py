@@ -186,6 +186,9 @@ class BenchSettings(ComputeSettings):
     features: int = Field(32, ge=1, description="features per record")
     k: int = Field(5, ge=1, description="number of neighbours")
     batch_size: int = Field(10_000, ge=1, description="micro-batch size (records)")
+    batch_max_wait_ms: int = Field(
+        200, ge=1, description="the worker's --batch-max-wait-ms: how long a batch waits to fill (sets the latency)"
+    )
     records: int = Field(100_000, ge=1, description="records streamed end to end")
     partitions: int = Field(4, ge=1, description="partitions of the input topic")
     workers: int = Field(1, ge=1, description="Dask workers (GPUs on the GPU backend)")

@@ -49,10 +49,13 @@ def collect_batch(
 ) -> MicroBatch | None:
     """Poll until ``max_records`` arrived or ``max_wait_s`` passed since the first one.
 
-    ``poll(n, timeout)`` returns at most ``n`` messages. Returns ``None`` when nothing
-    arrived within ``idle_wait_s``, so the caller gets control back regularly.
+    ``poll(n, timeout)`` returns at most ``n`` messages, and waits for all ``n`` until the
+    timeout (as librdkafka's batch consume does). So the first poll asks for one record: it returns
+    as that record arrives, and the batch's wait starts then, not when ``idle_wait_s`` is over.
+    Returns ``None`` when nothing arrived within ``idle_wait_s``, so the caller gets control back
+    regularly.
     """
-    messages: list[Any] = list(poll(max_records, idle_wait_s))
+    messages: list[Any] = list(poll(1, idle_wait_s))
     if not messages:
         return None
     opened_at = clock()

@@ -42,6 +42,9 @@ HOLD_BEFORE_PAUSE_S = 2.0
 # 400 bytes the consumer waited out that second again and again (5.5 µs per record, 0.7 µs with
 # 10 ms). The queue's size limit, and so the memory it may take, is unchanged.
 FETCH_QUEUE_BACKOFF_MS = 10
+# A read-ahead poll waits this long for its records at most (a batch consume waits for all it asks
+# for): the batch in flight is seen done, and committed, at most this late.
+READ_AHEAD_POLL_S = 0.005
 
 # The batches handed out and not yet committed, oldest first, each with its delivery.
 InFlight = Callable[[], Sequence[tuple[MicroBatch, "Future[Any]"]]]
@@ -139,7 +142,7 @@ class KafkaSource:
                     # Poll first, then add: a rebalance callback run by this poll replaces the
                     # list (dropping revoked partitions' records), and what the poll returned
                     # must go into the new one, not the discarded one.
-                    polled = self._poll_consumer(min(room, 10_000), 0.05)
+                    polled = self._poll_consumer(min(room, 10_000), READ_AHEAD_POLL_S)
                     self._strays.extend(polled)
                     full_since = None
                 else:

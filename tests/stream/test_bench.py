@@ -21,7 +21,7 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     settings = BenchSettings(
         bootstrap_servers=kafka_bootstrap, backend="cpu", index_rows=2_000, features=8, k=3, batch_size=200,
         records=1_000, partitions=2, workers=1, latency_seconds=1, soak_seconds=2, json_output=True,
-        metrics_port=free_port(),
+        metrics_port=free_port(), batch_max_wait_ms=50,
     )  # fmt: skip
     result = bench.run_bench(settings)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -29,6 +29,7 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     assert printed["raw_rows_per_s"] == result.raw_rows_per_s > 0
     assert printed["ratio"] == pytest.approx(result.e2e_rows_per_s / result.raw_rows_per_s)
     assert 0 < printed["p50_ms"] <= printed["p99_ms"]
+    assert printed["batch_max_wait_ms"] == 50
     assert printed["offered_rows_per_s"] == pytest.approx(result.e2e_rows_per_s / 2)
     assert len(printed["soak_worker_rss_mib"]) == 2
     samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)

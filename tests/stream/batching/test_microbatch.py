@@ -21,11 +21,28 @@ class ScriptedPoll:
 def test_batch_closes_at_max_records() -> None:
     clock = [0.0]
     poll = ScriptedPoll(
-        [[FakeMessage(b"a", i) for i in range(3)], [FakeMessage(b"b", i) for i in range(3, 9)]], clock, 0.01
+        [
+            [FakeMessage(b"a", 0)],
+            [FakeMessage(b"a", i) for i in range(1, 3)],
+            [FakeMessage(b"b", i) for i in range(3, 9)],
+        ],
+        clock,
+        0.01,
     )
     batch = collect_batch(poll, max_records=5, max_wait_s=10, clock=lambda: clock[0])
     assert batch is not None and len(batch) == 5
-    assert poll.calls[1][0] == 2  # asked only for what was missing
+    assert [asked for asked, _ in poll.calls] == [1, 4, 2]  # asked only for what was missing
+
+
+def test_the_first_poll_returns_with_the_first_record_and_the_wait_starts_then() -> None:
+    """A batch consume waits for as many records as it asks for: asking for a whole batch at an
+    idle moment would hold the first record for the idle wait, on top of the batch's own."""
+    clock = [0.0]
+    poll = ScriptedPoll([[FakeMessage(b"a", 0)]] + [[] for _ in range(100)], clock, 0.01)
+    batch = collect_batch(poll, max_records=1000, max_wait_s=0.05, idle_wait_s=0.5, clock=lambda: clock[0])
+    assert batch is not None and batch.opened_at == 0.01
+    assert poll.calls[0] == (1, 0.5)
+    assert all(timeout <= 0.05 for _, timeout in poll.calls[1:])
 
 
 def test_batch_closes_at_max_wait() -> None:
