@@ -36,7 +36,9 @@ def start_worker_process(
     if scheduler:
         command += ["--scheduler", scheduler]
     command += list(extra_flags)
-    return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # As deployed (deploy/compose, deploy/k8s): glibc's arenas capped, unless the caller chose.
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(command, env=env)
 
 
 def wait_worker_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 180.0) -> None:
