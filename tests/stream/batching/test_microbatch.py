@@ -69,3 +69,18 @@ def test_offsets_per_partition() -> None:
     )
     assert [(p.partition, p.offset) for p in batch.next_offsets()] == [(0, 5), (1, 8)]
     assert [(p.partition, p.offset) for p in batch.first_offsets()] == [(0, 3), (1, 5)]
+
+
+def test_offsets_per_partition_of_several_topics() -> None:
+    batch = MicroBatch(
+        [
+            FakeMessage(b"", offset=9, topic="b", partition=0),
+            FakeMessage(b"", offset=2, topic="a", partition=0),
+            FakeMessage(b"", offset=1, topic="b", partition=0),
+            FakeMessage(b"", offset=6, topic="a", partition=3),
+            FakeMessage(b"", offset=4, topic="a", partition=0),
+        ]
+    )
+    assert [(p.topic, p.partition, p.offset) for p in batch.next_offsets()] == [("a", 0, 5), ("a", 3, 7), ("b", 0, 10)]
+    assert [(p.topic, p.partition, p.offset) for p in batch.first_offsets()] == [("a", 0, 2), ("a", 3, 6), ("b", 0, 1)]
+    assert MicroBatch([]).next_offsets() == []
