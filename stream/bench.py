@@ -35,7 +35,7 @@ from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
 from stream.produce import FeatureRecord, send
-from stream.settings import BenchSettings
+from stream.settings import BenchSettings, InputFormat
 from stream.soak import SoakResult, soak
 
 SOAK_WINDOW_S = 30.0
@@ -65,6 +65,7 @@ class BenchResult:
     produce_on: str = "workers"
     max_batches_in_flight: int = 2
     batch_max_wait_ms: int = 200
+    format: str = "json"
 
 
 def run_bench(settings: BenchSettings) -> BenchResult:
@@ -86,7 +87,7 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         settings.partitions, settings.workers, raw, e2e, e2e / raw, offered, p50, p99,
         f"{platform.node()} ({platform.machine()}, {_device_name(backend)})", time.strftime("%Y-%m-%d"),
         *_soak_fields(soaked), produce_on=settings.produce_on, max_batches_in_flight=settings.max_batches_in_flight,
-        batch_max_wait_ms=settings.batch_max_wait_ms,
+        batch_max_wait_ms=settings.batch_max_wait_ms, format=settings.format,
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -97,6 +98,7 @@ def format_table(result: BenchResult) -> str:
         ("backend", result.backend),
         ("index", f"{result.index_rows:,} x {result.features}, k={result.k}"),
         ("batch size", f"{result.batch_size:,} (or what came within {result.batch_max_wait_ms} ms)"),
+        ("record format", result.format),
         (
             "workers",
             f"{result.workers} (producing: {result.produce_on}; batches in flight: {result.max_batches_in_flight})",
@@ -181,13 +183,13 @@ def _end_to_end(
     create_topics(settings.bootstrap_servers, [topics["input"], topics["output"]], settings.partitions)
     create_topics(settings.bootstrap_servers, [topics["dlq"]], 1)
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4"})
-    send(producer, topics["input"], _records(settings, "b", settings.records))
+    send(producer, topics["input"], _records(settings, "b", settings.records), input_format=settings.format)
     worker = start_worker_process(
         settings.bootstrap_servers, store, "bench@production", topics, f"bench-{suffix}", backend,
         settings.workers, settings.batch_size, settings.metrics_port, settings.scheduler,
         [
             "--produce-on", settings.produce_on, "--max-batches-in-flight", str(settings.max_batches_in_flight),
-            "--batch-max-wait-ms", str(settings.batch_max_wait_ms),
+            "--batch-max-wait-ms", str(settings.batch_max_wait_ms), "--input-format", settings.format,
         ],
     )  # fmt: skip
     try:
@@ -200,7 +202,9 @@ def _end_to_end(
         count = max(1, int(offered * settings.latency_seconds))
         # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
         paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
-        latencies = _latency_phase(paced, topics["input"], reader, _records(settings, "l", count), offered)
+        latencies = _latency_phase(
+            paced, topics["input"], reader, _records(settings, "l", count), offered, settings.format
+        )
         soaked = None
         if settings.soak_seconds > 0:
             window = _soak_window(settings, producer, topics["input"], reader, offered)
@@ -220,7 +224,7 @@ def _soak_window(
     def run(number: int) -> None:
         reader.forget()
         records = _records(settings, f"s{number}-", max(1, int(rate * SOAK_WINDOW_S)))
-        send(producer, topic, records, rate)
+        send(producer, topic, records, rate, input_format=settings.format)
         reader.wait_for(len(records), timeout_s=600)
 
     return run
@@ -234,12 +238,19 @@ def _soak_fields(soaked: SoakResult | None) -> tuple[float, tuple[float, ...], t
 
 
 def _latency_phase(
-    producer: Producer, topic: str, reader: _OutputReader, records: list[FeatureRecord], rate: float
+    producer: Producer,
+    topic: str,
+    reader: _OutputReader,
+    records: list[FeatureRecord],
+    rate: float,
+    input_format: InputFormat = "json",
 ) -> np.ndarray:
     sent_at: dict[str, float] = {}
     sender = threading.Thread(
         target=send, args=(producer, topic, records, rate),
-        kwargs={"on_sent": lambda record: sent_at.__setitem__(record.id, time.monotonic())}, daemon=True,
+        kwargs={"on_sent": lambda record: sent_at.__setitem__(record.id, time.monotonic()),
+                "input_format": input_format},
+        daemon=True,
     )  # fmt: skip
     sender.start()
     reader.wait_for(reader.count + len(records), timeout_s=600)

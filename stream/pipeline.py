@@ -52,7 +52,8 @@ from stream.predict.distributed import Prediction
 from stream.sink.commit import BatchCompleter, ProducerFencedError
 from stream.sink.encode import encode_dead_letters, encode_scored
 from stream.source.breaker import BadRecordBreaker, CircuitOpenError
-from stream.source.decode import DeadLetter, DecodedBatch, decode_batch, one_line_values
+from stream.source.decode import DeadLetter, DecodedBatch
+from stream.source.formats import decode_batch_as, looks_clean
 
 log = logging.getLogger(__name__)
 
@@ -156,18 +157,21 @@ class Pipeline:
         return stage
 
     def _decode(self, batch: MicroBatch) -> DecodedStage:
-        """Clean-looking one-line values go to the workers to be parsed there; others are
+        """Clean-looking values (and their keys) go to the workers to be parsed there; others are
         decoded here, record by record where needed."""
         self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
         self._metrics.batch_size.observe(len(batch))
+        config = self._config
         values = [message.value() for message in batch.messages]
+        keys = [message.key() for message in batch.messages]
         on_workers = self._predict_lines is not None or self._produce_lines is not None
-        if on_workers and one_line_values(values, self._config.max_record_bytes):
-            return DecodedStage(batch, values, None)
+        if on_workers and looks_clean(config.input_format, values, keys, config.max_record_bytes, config.n_features):
+            return DecodedStage(batch, values, None, keys)
         return DecodedStage(batch, None, self._decode_here(batch.messages))
 
     def _decode_here(self, messages: Sequence[Any]) -> DecodedBatch:
-        decoded = decode_batch(messages, self._config.n_features, self._config.max_record_bytes)
+        config = self._config
+        decoded = decode_batch_as(config.input_format, messages, config.n_features, config.max_record_bytes)
         bad = {id(letter.message) for letter in decoded.dead_letters}
         self._breaker.observe(id(message) in bad for message in messages)
         for dead in decoded.dead_letters:
@@ -184,13 +188,13 @@ class Pipeline:
     def _predict(self, stage: DecodedStage) -> PredictedStage:
         started = time.perf_counter()
         batch = stage.batch
+        keys = stage.keys if stage.keys is not None else []
         if stage.values is not None and self._produce_lines is not None:
-            keys = [message.key() for message in batch.messages]
             produced = self._produce_lines(stage.values, keys, self._config.n_features, self._config.output_topic)
             empty = to_host_numpy([])
             return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", [], produced)
         if stage.values is not None and self._predict_lines is not None:
-            scored = self._predict_lines(stage.values, self._config.n_features)
+            scored = self._predict_lines(stage.values, keys, self._config.n_features)
             if scored is not None:
                 self._breaker.observe_clean(len(batch))
                 ids, prediction = scored

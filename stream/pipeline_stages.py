@@ -16,14 +16,16 @@ import pyarrow as pa
 from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
 from stream.predict.distributed import Prediction, ProducedParts
+from stream.settings import InputFormat
 from stream.sink.encode import OutboundRecord
 from stream.source.decode import DeadLetter, DecodedBatch
 
 Wait = Callable[["Future[Any]"], None]
-# Raw one-line JSON values and the feature count → their ids and predictions, or None when a
-# record is not clean (then the batch is decoded here and its bad records dead-lettered).
-PredictLines = Callable[[list[bytes], int], "tuple[pa.Array, Prediction] | None"]
-# Raw one-line JSON values, their keys, the feature count and the output topic → the parts
+# Raw values (in the input format), their keys and the feature count → their ids and predictions,
+# or None when a record is not clean (then the batch is decoded here and its bad records
+# dead-lettered).
+PredictLines = Callable[[list[bytes], list["bytes | None"], int], "tuple[pa.Array, Prediction] | None"]
+# Raw values (in the input format), their keys, the feature count and the output topic → the parts
 # being scored and produced by the Dask workers (a part not clean is left to the driver).
 ProduceLines = Callable[[list[bytes], list["bytes | None"], int, str], ProducedParts]
 
@@ -39,6 +41,7 @@ class PipelineConfig:
     retry_backoff_s: float = 0.5
     max_backoff_s: float = 5.0
     max_in_flight: int = 2
+    input_format: InputFormat = "json"
 
 
 class BatchFailedError(KnnStreamError):
@@ -51,11 +54,12 @@ class BatchRefusedError(KnnStreamError):
 
 @dataclass(frozen=True)
 class DecodedStage:
-    """Either the raw one-line values (parsed on the Dask workers) or the batch decoded here."""
+    """Either the raw values and keys (parsed on the Dask workers) or the batch decoded here."""
 
     batch: MicroBatch
     values: list[bytes] | None
     decoded: DecodedBatch | None
+    keys: list[bytes | None] | None = None
 
 
 @dataclass(frozen=True)

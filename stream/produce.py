@@ -12,7 +12,7 @@ import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 
 from stream.errors import ConfigurationError, DeliveryError
-from stream.settings import ProduceSettings
+from stream.settings import InputFormat, ProduceSettings
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,10 @@ class FeatureRecord:
     def key(self) -> bytes:
         return self.id.encode()
 
-    def value(self) -> bytes:
+    def value(self, input_format: InputFormat = "json") -> bytes:
+        """The record's value in ``input_format`` (float32: the features only, the id in the key)."""
+        if input_format == "float32":
+            return np.asarray(self.features, dtype="<f4").tobytes()
         return json.dumps({"id": self.id, "features": self.features}).encode()
 
 
@@ -62,9 +65,15 @@ def file_records(path: str, id_column: str | None) -> Iterator[FeatureRecord]:
 
 
 def send(
-    producer: Producer, topic: str, records: Iterable[FeatureRecord], rate: float | None = None, on_sent: Any = None
+    producer: Producer,
+    topic: str,
+    records: Iterable[FeatureRecord],
+    rate: float | None = None,
+    on_sent: Any = None,
+    input_format: InputFormat = "json",
 ) -> int:
-    """Produce every record (keyed by id), paced to ``rate`` per second; raise unless all arrive."""
+    """Produce every record (keyed by id, valued in ``input_format``), paced to ``rate`` per
+    second; raise unless all arrive."""
     failures: list[str] = []
 
     def on_delivery(error: KafkaError | None, message: Message) -> None:
@@ -76,7 +85,7 @@ def send(
     for record in records:
         if rate is not None:
             _pace(started, sent, rate)
-        _produce(producer, topic, record.key(), record.value(), on_delivery)
+        _produce(producer, topic, record.key(), record.value(input_format), on_delivery)
         if on_sent is not None:
             on_sent(record)
         sent += 1
@@ -112,4 +121,4 @@ def run_produce(settings: ProduceSettings) -> int:
         else file_records(settings.data or "", settings.id_column)
     )
     producer = Producer({**settings.librdkafka_config(), "linger.ms": 20, "compression.type": "lz4"})
-    return send(producer, settings.topic, records, settings.rate)
+    return send(producer, settings.topic, records, settings.rate, input_format=settings.format)

@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendChoice = Literal["auto", "cpu", "gpu"]
 Task = Literal["classification", "regression"]
+# json: {"id": ..., "features": [...]}; float32: the features as little-endian float32, the id in the key
+InputFormat = Literal["json", "float32"]
 
 
 class _Base(BaseSettings):
@@ -78,6 +80,10 @@ class ServeSettings(KafkaSettings, ComputeSettings):
         2, ge=1, description="batches under way at once: one is predicted while the one before it is produced"
     )
     max_record_bytes: int = Field(1_048_576, ge=1, description="larger record values are dead-lettered")
+    input_format: InputFormat = Field(
+        "json",
+        description='json ({"id", "features"}) or float32 (the features as little-endian float32; the id is the key)',
+    )
     produce_on: Literal["auto", "workers", "driver"] = Field(
         "auto",
         description="who produces the predictions: the Dask workers that scored them (at-least-once), the driver"
@@ -153,6 +159,9 @@ class ProduceSettings(KafkaSettings):
     features: int = Field(16, ge=1, description="features per synthetic record")
     rate: float | None = Field(None, gt=0, description="records per second (default: as fast as possible)")
     seed: int = Field(0, description="random seed of synthetic records")
+    format: InputFormat = Field(
+        "json", description="record format: json, or float32 (features only; the id is the key)"
+    )
 
 
 class StoreSettings(_Base):
@@ -194,7 +203,7 @@ class BenchSettings(ComputeSettings):
     workers: int = Field(1, ge=1, description="Dask workers (GPUs on the GPU backend)")
     produce_on: Literal["workers", "driver"] = Field("workers", description="who produces the predictions")
     max_batches_in_flight: int = Field(2, ge=1, description="batches under way at once in the worker")
-    format: Literal["json"] = Field("json", description="record format")
+    format: InputFormat = Field("json", description="record format: json or float32 (the worker's --input-format)")
     latency_seconds: float = Field(10.0, gt=0, description="length of the fixed-load latency phase")
     soak_seconds: float = Field(
         0.0, ge=0, description="then this long more at the same load, sampling the worker's RSS every 30 s (0: no soak)"

@@ -74,7 +74,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     try:
         if gpu_memory is not None:
             gpu_memory.start()
-        predictor = DaskPredictor(client, backend)
+        predictor = DaskPredictor(client, backend, settings.input_format)
         if on_workers:
             client.register_plugin(ProducerPlugin(producer_config(settings), settings.delivery_timeout_s))
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
@@ -208,4 +208,5 @@ def _pipeline_config(settings: ServeSettings, n_features: int) -> PipelineConfig
         max_record_bytes=settings.max_record_bytes,
         max_consecutive_failures=settings.max_batch_retries,
         max_in_flight=settings.max_batches_in_flight,
+        input_format=settings.input_format,
     )

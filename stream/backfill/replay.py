@@ -28,7 +28,8 @@ from stream.predict.distributed import DaskPredictor
 from stream.settings import KafkaSettings, ServeSettings
 from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_predictions
 from stream.sink.kafka import KafkaSink
-from stream.source.decode import DecodedBatch, decode_batch
+from stream.source.decode import DecodedBatch
+from stream.source.formats import decode_batch_as
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _replay(
     """Read, decode, predict, produce (every record acknowledged), count; batch after batch."""
     offsets_counted = 0
     for messages in reader.read(ranges, settings.batch_max_records, settings.idle_timeout_s):
-        decoded = decode_batch(messages, manifest.n_features, settings.max_record_bytes)
+        decoded = decode_batch_as(settings.input_format, messages, manifest.n_features, settings.max_record_bytes)
         deliver(_records(settings, decoded, score))
         rejected: dict[str, int] = {}
         for dead in decoded.dead_letters:

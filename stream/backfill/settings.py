@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from stream.backfill.ranges import RangeSpec, parse_offsets, parse_time
 from stream.errors import ConfigurationError
-from stream.settings import ComputeSettings, KafkaSettings
+from stream.settings import ComputeSettings, InputFormat, KafkaSettings
 
 ProgressChoice = Literal["auto", "always", "never"]
 
@@ -49,6 +49,7 @@ class ReplaySettings(KafkaSettings, _JobSettings):
     )
     batch_max_records: int = Field(10_000, ge=1, description="records predicted and produced together")
     max_record_bytes: int = Field(1_048_576, ge=1, description="larger record values are dead-lettered")
+    input_format: InputFormat = Field("json", description="format of the input records: json or float32")
     delivery_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the broker to acknowledge a batch")
     idle_timeout_s: float = Field(60.0, gt=0, description="fail when the broker sends nothing for this long")
 

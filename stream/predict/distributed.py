@@ -17,6 +17,8 @@ from stream.backend import Backend
 from stream.errors import KnnStreamError
 from stream.predict.lines import ScoredLines, score_and_produce_on_worker, score_lines_on_worker
 from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
+from stream.settings import InputFormat
+from stream.source.formats import joined
 
 log = logging.getLogger(__name__)
 WORKER_COUNT_TTL_S = 5.0
@@ -70,9 +72,10 @@ class DaskPredictor:
     all name the same version, so no batch is predicted by a mix of versions.
     """
 
-    def __init__(self, client: Client, backend: Backend) -> None:
+    def __init__(self, client: Client, backend: Backend, input_format: InputFormat = "json") -> None:
         self._client = client
         self._backend = backend
+        self._input_format = input_format  # of the raw values given to predict_lines and produce_lines
         self.version: str | None = None
         self.shadow_version: str | None = None
         self._workers = 1
@@ -111,20 +114,30 @@ class DaskPredictor:
         futures = [self._client.submit(predict_on_worker, part, version, shadow_version, pure=False) for part in parts]
         return _combine(self._client.gather(futures), version, shadow_version)
 
-    def predict_lines(self, values: list[bytes], n_features: int) -> tuple[pa.Array, Prediction] | None:
-        """The ids and predictions of raw one-line JSON records, parsed on the workers; ``None``
-        when any record is not clean (the caller decodes the batch and dead-letters the bad ones)."""
+    def predict_lines(
+        self, values: list[bytes], keys: list[bytes | None], n_features: int
+    ) -> tuple[pa.Array, Prediction] | None:
+        """The ids and predictions of raw records (values and keys in step), parsed on the workers;
+        ``None`` when any record is not clean (the caller decodes the batch and dead-letters the
+        bad ones)."""
         if self.version is None:
             raise ModelLoadError("no model version is active")
         version, shadow_version = self.version, self.shadow_version
-        parts = split_rows(values, self._worker_count())
-        # The payloads go to the workers as data, not inside the tasks (no large task graphs).
-        payloads = self._client.scatter([b"\n".join(part) for part in parts], hash=False)
+        bounds = split_bounds(len(values), self._worker_count())
+        payloads = self._scatter_parts(values, bounds)
+        key_array = pa.array(keys, pa.binary())
         futures = [
             self._client.submit(
-                score_lines_on_worker, payload, len(part), n_features, version, shadow_version, pure=False
+                score_lines_on_worker,
+                payload,
+                key_array[start:stop],
+                n_features,
+                version,
+                shadow_version,
+                self._input_format,
+                pure=False,
             )
-            for payload, part in zip(payloads, parts, strict=True)
+            for payload, (start, stop) in zip(payloads, bounds, strict=True)
         ]
         answers: list[ScoredLines | None] = self._client.gather(futures)
         scored = [answer for answer in answers if answer is not None]
@@ -136,13 +149,13 @@ class DaskPredictor:
     def produce_lines(
         self, values: list[bytes], keys: list[bytes | None], n_features: int, output_topic: str
     ) -> ProducedParts:
-        """Score raw one-line JSON records on the workers, which also produce the predictions
+        """Score raw records (values and keys in step) on the workers, which also produce the predictions
         (:mod:`stream.sink.workers`); returns at once, before the workers are done."""
         if self.version is None:
             raise ModelLoadError("no model version is active")
         version, shadow_version = self.version, self.shadow_version
         bounds = split_bounds(len(values), self._worker_count())
-        payloads = self._client.scatter([b"\n".join(values[start:stop]) for start, stop in bounds], hash=False)
+        payloads = self._scatter_parts(values, bounds)
         key_array = pa.array(keys, pa.binary())  # one object in the task, not a list Dask walks through
         futures = [
             self._client.submit(
@@ -153,11 +166,19 @@ class DaskPredictor:
                 version,
                 shadow_version,
                 output_topic,
+                self._input_format,
                 pure=False,
             )
             for payload, (start, stop) in zip(payloads, bounds, strict=True)
         ]
         return ProducedParts(self._client, bounds, futures, version, shadow_version)
+
+    def _scatter_parts(self, values: list[bytes], bounds: list[tuple[int, int]]) -> list[Any]:
+        """Each part's values joined, sent to the workers as data, not inside the tasks (no large
+        task graphs)."""
+        parts = [joined(self._input_format, values[start:stop]) for start, stop in bounds]
+        scattered: list[Any] = self._client.scatter(parts, hash=False)
+        return scattered
 
     def _forget(self, version: str) -> None:
         try:

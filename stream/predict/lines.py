@@ -1,9 +1,10 @@
 """Scoring raw feature records on the Dask worker: parse, predict, send back host results.
 
-The driver sends a batch's values as newline-delimited JSON (one bytes object per worker), so
-parsing runs on the workers: with cuDF's JSON reader on a GPU worker, with Arrow's on a CPU
-one. A part with any record that is not clean comes back as ``None``; the driver then decodes
-the batch itself, record by record, and dead-letters what must be.
+The driver sends a batch's values joined (one bytes object per worker), so parsing runs on the
+workers: JSON lines with cuDF's JSON reader on a GPU worker, with Arrow's on a CPU one; float32
+values need no parsing (:mod:`stream.source.formats`). A part with any record that is not clean
+comes back as ``None``; the driver then decodes the batch itself, record by record, and
+dead-letters what must be.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import pyarrow.compute as pc
 
 from stream.backend import Backend, get_array_pkg, get_df_pkg
 from stream.predict.plugin import predict_on_worker, worker_plugin
+from stream.settings import InputFormat
 from stream.sink.encode import encode_values, prediction_headers
 from stream.sink.workers import worker_producer
 from stream.source.decode import FLOAT32_MAX, decode_lines
+from stream.source.formats import parse_float32
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,15 @@ class ScoredLines:
 
 
 def score_lines_on_worker(
-    payload: bytes, n_rows: int, n_features: int, version: str, shadow_version: str | None = None
+    payload: bytes,
+    keys: pa.Array,
+    n_features: int,
+    version: str,
+    shadow_version: str | None = None,
+    input_format: InputFormat = "json",
 ) -> ScoredLines | None:
-    """Dask task: parse ``n_rows`` records and predict them with ``version`` (and the shadow)."""
-    decoded = parse_lines(payload, n_rows, n_features, worker_plugin(version).backend)
+    """Dask task: parse the records (one per key) and predict them with ``version`` (and the shadow)."""
+    decoded = parse_part(input_format, payload, keys, n_features, worker_plugin(version).backend)
     if decoded is None:
         return None
     ids, matrix = decoded
@@ -53,6 +61,7 @@ def score_and_produce_on_worker(
     version: str,
     shadow_version: str | None,
     output_topic: str,
+    input_format: InputFormat = "json",
 ) -> ScoredLines | None:
     """Dask task: :func:`score_lines_on_worker`, then produce one prediction per record (keyed
     like its input record: ``keys`` is an Arrow binary array) with this worker's producer, and
@@ -61,13 +70,27 @@ def score_and_produce_on_worker(
     ``None`` (nothing produced) when a record is not clean. The returned results carry no ids:
     only the predictions travel back, for the driver's shadow comparison.
     """
-    scored = score_lines_on_worker(payload, len(keys), n_features, version, shadow_version)
+    scored = score_lines_on_worker(payload, keys, n_features, version, shadow_version, input_format)
     if scored is None:
         return None
     predicted = scored.predicted
     values = encode_values(scored.ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), version)
     worker_producer().deliver(output_topic, keys.to_pylist(), values, prediction_headers(version))
     return ScoredLines(pa.array([], pa.string()), predicted, scored.shadow)
+
+
+def parse_part(
+    input_format: InputFormat, payload: bytes, keys: pa.Array, n_features: int, backend: Backend
+) -> tuple[pa.Array, Any] | None:
+    """Ids (host Arrow strings) and a float32 feature matrix of the backend's array type, of the
+    joined values of a part (:func:`stream.source.formats.joined`); ``None`` when not clean."""
+    if input_format == "json":
+        return parse_lines(payload, len(keys), n_features, backend)
+    parsed = parse_float32(payload, keys, n_features)
+    if parsed is None or backend == "cpu":
+        return parsed
+    ids, matrix = parsed
+    return ids, get_array_pkg("gpu").asarray(matrix)  # the one copy to the device
 
 
 def parse_lines(payload: bytes, n_rows: int, n_features: int, backend: Backend) -> tuple[pa.Array, Any] | None:

@@ -14,14 +14,15 @@ from tests.helpers import free_port
 pytestmark = pytest.mark.kafka
 
 
+@pytest.mark.parametrize("record_format", ["json", "float32"])
 def test_a_small_bench_measures_both_rates_latency_and_memory(
-    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], record_format: str
 ) -> None:
     monkeypatch.setattr(bench, "SOAK_WINDOW_S", 1.0)
     settings = BenchSettings(
         bootstrap_servers=kafka_bootstrap, backend="cpu", index_rows=2_000, features=8, k=3, batch_size=200,
         records=1_000, partitions=2, workers=1, latency_seconds=1, soak_seconds=2, json_output=True,
-        metrics_port=free_port(), batch_max_wait_ms=50,
+        metrics_port=free_port(), batch_max_wait_ms=50, format=record_format,
     )  # fmt: skip
     result = bench.run_bench(settings)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -30,6 +31,7 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     assert printed["ratio"] == pytest.approx(result.e2e_rows_per_s / result.raw_rows_per_s)
     assert 0 < printed["p50_ms"] <= printed["p99_ms"]
     assert printed["batch_max_wait_ms"] == 50
+    assert printed["format"] == record_format
     assert printed["offered_rows_per_s"] == pytest.approx(result.e2e_rows_per_s / 2)
     assert len(printed["soak_worker_rss_mib"]) == 2
     samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)

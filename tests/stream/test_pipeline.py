@@ -11,14 +11,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from stream.batching.microbatch import MicroBatch
 from stream.metrics import WorkerMetrics
 from stream.pipeline import Pipeline, PipelineConfig
 from stream.predict.distributed import Prediction
+from stream.settings import InputFormat
 from stream.sink.encode import OutboundRecord
 from stream.source.breaker import BadRecordBreaker
+from stream.source.formats import joined
 from tests.fakes import FakeMessage
 
 
@@ -129,40 +132,58 @@ class KeepingCompleter(RecordingCompleter):
         self.records += records
 
 
-def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here() -> None:
+def _float32_batch(first_offset: int, size: int = 3) -> MicroBatch:
+    """Like :func:`_batch`, in the float32 format: the features as little-endian float32, the id in the key."""
+    offsets = range(first_offset, first_offset + size)
+    return MicroBatch(
+        [FakeMessage(np.array([o, 1.0], "<f4").tobytes(), offset=o, key=f"r{o}".encode()) for o in offsets]
+    )
+
+
+@pytest.mark.parametrize(
+    ("input_format", "make_batch", "bad_value"),
+    [
+        ("json", _batch, b'{"id": "bad", "features": [1.0]}'),
+        ("float32", _float32_batch, np.array([1.0], "<f4").tobytes()),
+    ],
+)
+def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here(
+    input_format: InputFormat, make_batch: Callable[[int], MicroBatch], bad_value: bytes
+) -> None:
     """The worker-side parser takes clean batches whole; a batch with a bad record comes back
     and is decoded here: the bad record is dead-lettered, the others are predicted."""
     from stream.backend import to_host_numpy
-    from stream.predict.lines import parse_lines
+    from stream.predict.lines import parse_part
 
     model, completer = ScriptedModel(), KeepingCompleter()
     parsed_on_workers: list[int] = []
 
-    def predict_lines(values: list[bytes], n_features: int) -> tuple[Any, Prediction] | None:
-        parsed = parse_lines(b"\n".join(values), len(values), n_features, "cpu")
+    def predict_lines(values: list[bytes], keys: list[bytes | None], n_features: int) -> Any:
+        parsed = parse_part(input_format, joined(input_format, values), pa.array(keys, pa.binary()), n_features, "cpu")
         if parsed is None:
             return None
         parsed_on_workers.append(len(values))
         ids, matrix = parsed
         return ids, model.predict(to_host_numpy(matrix))
 
-    config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0)
+    config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0, input_format=input_format)
     pipeline = Pipeline(
         config, model.predict, completer, lambda batch: None, BadRecordBreaker(1.0, 100, 100), WorkerMetrics(),
         predict_lines=predict_lines,
     )  # fmt: skip
-    clean, unclean = _batch(0), _batch(3)
-    unclean.messages[1]._value = b'{"id": "bad", "features": [1.0]}'
+    clean, unclean = make_batch(0), make_batch(3)
+    unclean.messages[1]._value = bad_value
     pipeline.submit(clean)
     pipeline.submit(unclean)
     pipeline.drain(_wait)
     pipeline.close()
     assert parsed_on_workers == [3]
     predictions = [json.loads(record.value) for record in completer.records if record.topic == "out"]
-    dead_letters = [record.value for record in completer.records if record.topic == "dlq"]
+    dead_letters = [record for record in completer.records if record.topic == "dlq"]
     assert [doc["id"] for doc in predictions] == ["r0", "r1", "r2", "r3", "r5"]
     assert [doc["prediction"] for doc in predictions] == [0, 1, 2, 3, 5]
-    assert dead_letters == [b'{"id": "bad", "features": [1.0]}']
+    assert [record.value for record in dead_letters] == [bad_value]
+    assert dict(dead_letters[0].headers)["knnstream.error.reason"] == b"wrong_feature_count"
 
 
 class WorkersProduce:

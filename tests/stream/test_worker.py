@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 from model_store import Manifest, ModelStore
 from stream.backend import Backend
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
+from stream.produce import FeatureRecord
 from stream.settings import TrainSettings
 from stream.train.job import train
 from tests.helpers import (
@@ -43,6 +44,21 @@ BAD_VALUES = {
     "invalid_schema": json.dumps({"features": [0.0] * N_FEATURES}).encode(),
     "oversized": json.dumps({"id": "big", "features": [0.0] * N_FEATURES, "pad": "x" * 5000}).encode(),
 }
+# reason → (key, value) of a bad record in the float32 format (the id is the key)
+BAD_FLOAT32: dict[str, tuple[bytes | None, bytes]] = {
+    "wrong_feature_count": (b"bad-count", np.array([1.0, 2.0], "<f4").tobytes()),
+    "non_finite": (b"bad-nan", np.array([np.nan] + [1.0] * (N_FEATURES - 1), "<f4").tobytes()),
+    "empty_value": (b"bad-empty", b""),
+    "missing_key": (None, np.zeros(N_FEATURES, "<f4").tobytes()),
+    "invalid_key": (b"\xff\xfe", np.zeros(N_FEATURES, "<f4").tobytes()),
+    "oversized": (b"big", b"\0" * 4000),
+}
+
+
+def _bad_records(input_format: str) -> dict[str, tuple[bytes | None, bytes]]:
+    if input_format == "float32":
+        return BAD_FLOAT32
+    return {reason: (f"bad-{reason}".encode(), value) for reason, value in BAD_VALUES.items()}
 
 
 @pytest.fixture
@@ -61,8 +77,12 @@ def trained(tmp_path: Path, tmp_store: str, backend: Backend) -> Manifest:
     return train(settings)
 
 
-def _serve_args(bootstrap: str, topics: dict[str, str], group: str, store: str, port: int, backend: str) -> list[str]:
+def _serve_args(
+    bootstrap: str, topics: dict[str, str], group: str, store: str, port: int, backend: str, input_format: str = "json"
+) -> list[str]:
     return [
+        "--input-format",
+        input_format,
         "--bootstrap-servers",
         bootstrap,
         "--input-topic",
@@ -92,20 +112,23 @@ def _serve_args(bootstrap: str, topics: dict[str, str], group: str, store: str, 
     ]
 
 
-def _produce(bootstrap: str, topic: str, features: np.ndarray, bad: dict[str, bytes]) -> list[str]:
+def _produce(
+    bootstrap: str, topic: str, features: np.ndarray, bad: dict[str, tuple[bytes | None, bytes]], input_format: str
+) -> list[str]:
     producer = Producer({"bootstrap.servers": bootstrap})
     ids = [f"rec-{i}" for i in range(len(features))]
-    bad_items = list(bad.items())
+    bad_items = list(bad.values())
     for i, (record_id, row) in enumerate(zip(ids, features.tolist(), strict=True)):
-        producer.produce(topic, key=record_id.encode(), value=json.dumps({"id": record_id, "features": row}).encode())
+        producer.produce(topic, key=record_id.encode(), value=FeatureRecord(record_id, row).value(input_format))
         if i % 400 == 0 and bad_items:
-            reason, value = bad_items.pop()
-            producer.produce(topic, key=f"bad-{reason}".encode(), value=value)
+            key, value = bad_items.pop()
+            producer.produce(topic, key=key, value=value)
         producer.poll(0)
     assert producer.flush(30) == 0
     return ids
 
 
+@pytest.mark.parametrize("input_format", ["json", "float32"])
 def test_every_record_gets_exactly_one_prediction_and_bad_ones_are_dead_lettered(
     kafka_bootstrap: str,
     new_topic: Callable[..., str],
@@ -113,16 +136,18 @@ def test_every_record_gets_exactly_one_prediction_and_bad_ones_are_dead_lettered
     tmp_store: str,
     trained: Manifest,
     backend: Backend,
+    input_format: str,
 ) -> None:
     topics = {"in": new_topic("in", 3), "out": new_topic("out", 3), "dlq": new_topic("dlq")}
     features, _ = blobs(2400, seed=9)
-    ids = _produce(kafka_bootstrap, topics["in"], features, BAD_VALUES)
+    bad = _bad_records(input_format)
+    ids = _produce(kafka_bootstrap, topics["in"], features, bad, input_format)
     port = free_port()
-    worker = start_worker(_serve_args(kafka_bootstrap, topics, group_id, tmp_store, port, backend))
+    worker = start_worker(_serve_args(kafka_bootstrap, topics, group_id, tmp_store, port, backend, input_format))
     try:
         wait_healthy(worker, port)
         outputs = consume_until(kafka_bootstrap, topics["out"], lambda got: len(got) >= len(ids))
-        dead = consume_until(kafka_bootstrap, topics["dlq"], lambda got: len(got) >= len(BAD_VALUES))
+        dead = consume_until(kafka_bootstrap, topics["dlq"], lambda got: len(got) >= len(bad))
         metrics = scrape(port)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -143,7 +168,9 @@ def test_every_record_gets_exactly_one_prediction_and_bad_ones_are_dead_lettered
     np.testing.assert_allclose([by_id[i]["distance"] for i in ids], distances, rtol=1e-4, atol=1e-4)
 
     reasons = {dict(m.headers())["knnstream.error.reason"].decode() for m in dead}
-    assert reasons == set(BAD_VALUES)
+    assert reasons == set(bad)
+    keys = {dict(m.headers())["knnstream.error.reason"].decode(): m.key() for m in dead}
+    assert keys == {reason: key for reason, (key, _) in bad.items()}, "each dead letter keeps its original key"
     for message in dead:
         headers = dict(message.headers())
         assert headers["knnstream.source.topic"].decode() == topics["in"]
@@ -151,7 +178,7 @@ def test_every_record_gets_exactly_one_prediction_and_bad_ones_are_dead_lettered
         assert headers["knnstream.error.class"] == b"RecordError"
         assert headers["knnstream.error.message"]
     assert f'knnstream_records_predicted_total{{topic="{topics["in"]}"}} {float(len(ids))}' in metrics
-    assert f'knnstream_records_consumed_total{{topic="{topics["in"]}"}} {float(len(ids) + len(BAD_VALUES))}' in metrics
+    assert f'knnstream_records_consumed_total{{topic="{topics["in"]}"}} {float(len(ids) + len(bad))}' in metrics
 
 
 def _serve_once(*args: str) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,8 @@ from stream.backfill.replay import run_replay
 from stream.backfill.settings import ReplaySettings
 from stream.cli.backfill import add_backfill_parsers
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
+from stream.produce import FeatureRecord
+from stream.settings import InputFormat
 from stream.sink.encode import MODEL_VERSION_HEADER
 from tests.helpers import blobs, consume_until, values
 from tests.stream.backfill.conftest import Trained
@@ -38,7 +40,9 @@ class Sent:
     features: dict[str, list[float]]
 
 
-def _produce(bootstrap: str, topic: str, plan: dict[int, list[tuple[int, bytes | None]]]) -> Sent:
+def _produce(
+    bootstrap: str, topic: str, plan: dict[int, list[tuple[int, bytes | None]]], input_format: InputFormat = "json"
+) -> Sent:
     """Produce, per partition, records in order with explicit timestamps; ``None`` values are bad records."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     features, _ = blobs(sum(len(records) for records in plan.values()), seed=21)
@@ -49,7 +53,7 @@ def _produce(bootstrap: str, topic: str, plan: dict[int, list[tuple[int, bytes |
         for offset, (timestamp, bad) in enumerate(records):
             row = next(rows)
             record_id = f"p{partition}-o{offset}"
-            value = bad if bad is not None else json.dumps({"id": record_id, "features": row}).encode()
+            value = bad if bad is not None else FeatureRecord(record_id, row).value(input_format)
             producer.produce(topic, value=value, key=record_id.encode(), partition=partition, timestamp=timestamp)
             ids[(partition, offset)] = None if bad is not None else record_id
             if bad is None:
@@ -92,6 +96,10 @@ def _check_predictions(trained: Trained, outputs: list[dict[str, Any]], sent: Se
     assert {o["model_version"] for o in outputs} == {trained.manifest.version}
 
 
+@pytest.mark.parametrize(
+    ("input_format", "bad_value", "reason"),
+    [("json", b"{not json", "invalid_json"), ("float32", b"\0\0\0", "wrong_feature_count")],
+)
 def test_an_offset_range_is_replayed_exactly_and_no_group_offsets_move(
     kafka_bootstrap: str,
     new_topic: Callable[..., str],
@@ -99,13 +107,16 @@ def test_an_offset_range_is_replayed_exactly_and_no_group_offsets_move(
     trained: Trained,
     dask_client: Client,
     backend: Backend,
+    input_format: InputFormat,
+    bad_value: bytes,
+    reason: str,
 ) -> None:
     topics = {"in": new_topic("in", 2), "out": new_topic("out", 2), "dlq": new_topic("dlq")}
     plan: dict[int, list[tuple[int, bytes | None]]] = {
         0: [(BASE_MS + i, None) for i in range(40)],
-        1: [(BASE_MS + i, b"{not json" if i == 12 else None) for i in range(30)],
+        1: [(BASE_MS + i, bad_value if i == 12 else None) for i in range(30)],
     }
-    sent = _produce(kafka_bootstrap, topics["in"], plan)
+    sent = _produce(kafka_bootstrap, topics["in"], plan, input_format)
     live_offsets = {0: 5, 1: 7}
     _commit(kafka_bootstrap, group_id, topics["in"], live_offsets)
     metrics = BackfillMetrics()
@@ -120,13 +131,14 @@ def test_an_offset_range_is_replayed_exactly_and_no_group_offsets_move(
         store=trained.store,
         backend=backend,
         batch_max_records=16,
+        input_format=input_format,
     )
     report = run_replay(settings, dask_client, metrics)
 
     in_range = [sent.ids[(0, o)] for o in range(10, 30)] + [sent.ids[(1, o)] for o in range(0, 25)]
     expected_ids = sorted(i for i in in_range if i is not None)
     assert report.ranges == [PartitionRange(0, 10, 30), PartitionRange(1, 0, 25)]
-    assert (report.records, report.predicted, report.dead_letters) == (45, 44, {"invalid_json": 1})
+    assert (report.records, report.predicted, report.dead_letters) == (45, 44, {reason: 1})
     assert _end_offsets(kafka_bootstrap, topics["out"], 2) == 44, "nothing past the range was produced"
     outputs = consume_until(kafka_bootstrap, topics["out"], lambda got: len(got) >= 44)
     predictions = values(outputs)

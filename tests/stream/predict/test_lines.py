@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from stream.backend import Backend, to_host_numpy
-from stream.predict.lines import parse_lines
+from stream.predict.lines import parse_lines, parse_part
 from stream.source.decode import decode_records, one_line_values
+from stream.source.formats import joined
 from tests.fakes import FakeMessage
 
 N_FEATURES = 4
@@ -50,3 +52,18 @@ def test_one_unclean_record_sends_the_batch_back(odd: bytes, backend: Backend) -
 )
 def test_only_present_short_one_line_values_go_to_the_workers(value: bytes | None, one_line: bool) -> None:
     assert one_line_values([b'{"id": "b"}', value], max_record_bytes=100) is one_line
+
+
+def test_float32_parts_become_arrays_of_the_backend_with_the_keys_as_ids(backend: Backend) -> None:
+    rows = np.random.default_rng(1).normal(size=(20, N_FEATURES)).astype("<f4")
+    keys = pa.array([f"id-{i}".encode() for i in range(20)], pa.binary())
+    parsed = parse_part("float32", joined("float32", [row.tobytes() for row in rows]), keys, N_FEATURES, backend)
+    assert parsed is not None
+    ids, matrix = parsed
+    assert ids.to_pylist() == [f"id-{i}" for i in range(20)]
+    host = to_host_numpy(matrix)
+    assert host.dtype == np.float32
+    np.testing.assert_array_equal(host, rows)
+    bad = rows.copy()
+    bad[5, 2] = np.nan
+    assert parse_part("float32", joined("float32", [row.tobytes() for row in bad]), keys, N_FEATURES, backend) is None
