@@ -188,7 +188,7 @@ class Pipeline:
     def _predict(self, stage: DecodedStage) -> PredictedStage:
         started = time.perf_counter()
         batch = stage.batch
-        keys = stage.keys if stage.keys is not None else []
+        keys = stage.keys or []  # set whenever there are raw values (DecodedStage checks)
         if stage.values is not None and self._produce_lines is not None:
             produced = self._produce_lines(stage.values, keys, self._config.n_features, self._config.output_topic)
             empty = to_host_numpy([])

@@ -61,6 +61,10 @@ class DecodedStage:
     decoded: DecodedBatch | None
     keys: list[bytes | None] | None = None
 
+    def __post_init__(self) -> None:
+        if (self.values is None) != (self.keys is None):
+            raise ValueError("raw values go to the workers with their keys, or neither does")
+
 
 @dataclass(frozen=True)
 class PredictedStage:

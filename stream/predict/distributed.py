@@ -125,12 +125,11 @@ class DaskPredictor:
         version, shadow_version = self.version, self.shadow_version
         bounds = split_bounds(len(values), self._worker_count())
         payloads = self._scatter_parts(values, bounds)
-        key_array = pa.array(keys, pa.binary())
         futures = [
             self._client.submit(
                 score_lines_on_worker,
                 payload,
-                key_array[start:stop],
+                _part_keys(keys, start, stop),
                 n_features,
                 version,
                 shadow_version,
@@ -156,12 +155,11 @@ class DaskPredictor:
         version, shadow_version = self.version, self.shadow_version
         bounds = split_bounds(len(values), self._worker_count())
         payloads = self._scatter_parts(values, bounds)
-        key_array = pa.array(keys, pa.binary())  # one object in the task, not a list Dask walks through
         futures = [
             self._client.submit(
                 score_and_produce_on_worker,
                 payload,
-                key_array[start:stop],
+                _part_keys(keys, start, stop),
                 n_features,
                 version,
                 shadow_version,
@@ -200,6 +198,12 @@ def _combine(answers: list[tuple[Any, Any]], version: str, shadow_version: str |
     frame = pd.concat([frame for frame, _ in answers], ignore_index=True)
     shadow = None if shadow_version is None else np.concatenate([shadow for _, shadow in answers])
     return Prediction(version, frame, shadow, shadow_version)
+
+
+def _part_keys(keys: list[bytes | None], start: int, stop: int) -> pa.Array:
+    """A part's keys as one Arrow array of their own: one object in the task, not a list Dask walks
+    through, and not a slice of the batch's array (a pickled slice carries the whole buffers)."""
+    return pa.array(keys[start:stop], pa.binary())
 
 
 def split_rows(rows: Any, parts: int) -> list[Any]:

@@ -266,3 +266,10 @@ def test_a_delivery_failed_on_a_worker_rewinds_the_batch_and_refuses_the_next() 
     pipeline.close()
     assert completer.committed == [] and completer.delivered == []
     assert rewound == [0, 4]
+
+
+def test_raw_values_never_go_to_the_workers_without_their_keys() -> None:
+    from stream.pipeline_stages import DecodedStage
+
+    with pytest.raises(ValueError, match="with their keys"):
+        DecodedStage(_batch(0), [b"{}"], None)
