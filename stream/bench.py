@@ -246,14 +246,17 @@ def _latency_phase(
     input_format: InputFormat = "json",
 ) -> np.ndarray:
     sent_at: dict[str, float] = {}
-    sender = threading.Thread(
-        target=send, args=(producer, topic, records, rate),
-        kwargs={"on_sent": lambda record: sent_at.__setitem__(record.id, time.monotonic()),
-                "input_format": input_format},
-        daemon=True,
-    )  # fmt: skip
+    failures: list[BaseException] = []
+
+    def send_all() -> None:
+        try:
+            send(producer, topic, records, rate, lambda r: sent_at.__setitem__(r.id, time.monotonic()), input_format)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            failures.append(exc)
+
+    sender = threading.Thread(target=send_all, daemon=True)
     sender.start()
-    reader.wait_for(reader.count + len(records), timeout_s=600)
+    reader.wait_for(reader.count + len(records), timeout_s=600, failed=lambda: failures[0] if failures else None)
     sender.join()
     return np.array([(reader.received_at[r.id] - sent_at[r.id]) * 1000 for r in records])
 
@@ -278,9 +281,12 @@ class _OutputReader:
     def count(self) -> int:
         return len(self.received_at)
 
-    def wait_for(self, count: int, timeout_s: float) -> None:
+    def wait_for(self, count: int, timeout_s: float, failed: Callable[[], BaseException | None] = lambda: None) -> None:
+        """Read until ``count`` predictions arrived; raises what ``failed`` returns (the sender's error)."""
         deadline = time.monotonic() + timeout_s
         while self.count < count:
+            if (error := failed()) is not None:
+                raise KnnStreamError(f"the records could not be sent: {error}") from error
             if time.monotonic() > deadline:
                 raise KnnStreamError(f"only {self.count} of {count} predictions within {timeout_s:.0f} s")
             # A batch consume waits for as many messages as it asks for: a short timeout, so that
