@@ -70,7 +70,8 @@ class WorkerMetrics:
         )
         self.predict_time = Histogram(
             "knnstream_predict_duration_seconds",
-            "Time to predict one micro-batch on the Dask workers",
+            "Time to predict one micro-batch on the Dask workers (parse and predict; with the workers"
+            " producing, until the broker acknowledged their predictions)",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
