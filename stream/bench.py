@@ -15,7 +15,6 @@ import json
 import platform
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,18 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
-from stream.errors import KnnStreamError
+from stream.bench_load import OutputReader, latency_phase
 from stream.kafka_admin import broker_reachable, create_topics, start_local_broker, stop_local_broker
 from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
 from stream.produce import FeatureRecord, send
-from stream.settings import BenchSettings, InputFormat
+from stream.settings import BenchSettings
 from stream.soak import SoakResult, soak
 
 SOAK_WINDOW_S = 30.0
@@ -194,7 +193,7 @@ def _end_to_end(
     )  # fmt: skip
     try:
         wait_worker_healthy(worker, settings.metrics_port)
-        reader = _OutputReader(settings.bootstrap_servers, topics["output"])
+        reader = OutputReader(settings.bootstrap_servers, topics["output"])
         started = time.monotonic()
         reader.wait_for(settings.records, timeout_s=1800)
         e2e = settings.records / (time.monotonic() - started)
@@ -202,7 +201,7 @@ def _end_to_end(
         count = max(1, int(offered * settings.latency_seconds))
         # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
         paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
-        latencies = _latency_phase(
+        latencies = latency_phase(
             paced, topics["input"], reader, _records(settings, "l", count), offered, settings.format
         )
         soaked = None
@@ -217,7 +216,7 @@ def _end_to_end(
 
 
 def _soak_window(
-    settings: BenchSettings, producer: Producer, topic: str, reader: _OutputReader, rate: float
+    settings: BenchSettings, producer: Producer, topic: str, reader: OutputReader, rate: float
 ) -> Callable[[int], None]:
     """Window n: ``rate`` records a second for ``SOAK_WINDOW_S`` seconds, until all are predicted."""
 
@@ -237,71 +236,9 @@ def _soak_fields(soaked: SoakResult | None) -> tuple[float, tuple[float, ...], t
     return soaked.seconds, rounded[0], rounded[1]
 
 
-def _latency_phase(
-    producer: Producer,
-    topic: str,
-    reader: _OutputReader,
-    records: list[FeatureRecord],
-    rate: float,
-    input_format: InputFormat = "json",
-) -> np.ndarray:
-    sent_at: dict[str, float] = {}
-    failures: list[BaseException] = []
-
-    def send_all() -> None:
-        try:
-            send(producer, topic, records, rate, lambda r: sent_at.__setitem__(r.id, time.monotonic()), input_format)
-        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
-            failures.append(exc)
-
-    sender = threading.Thread(target=send_all, daemon=True)
-    sender.start()
-    reader.wait_for(reader.count + len(records), timeout_s=600, failed=lambda: failures[0] if failures else None)
-    sender.join()
-    return np.array([(reader.received_at[r.id] - sent_at[r.id]) * 1000 for r in records])
-
-
 def _records(settings: BenchSettings, prefix: str, count: int) -> list[FeatureRecord]:
     rows = np.random.default_rng(len(prefix) + count).normal(size=(count, settings.features))
     return [FeatureRecord(f"{prefix}{i}", row) for i, row in enumerate(rows.round(5).tolist())]
-
-
-class _OutputReader:
-    """Reads the output topic; remembers when each id's prediction arrived."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest", "enable.auto.commit": False,
-        })  # fmt: skip
-        self._consumer.subscribe([topic])
-        self.received_at: dict[str, float] = {}
-
-    @property
-    def count(self) -> int:
-        return len(self.received_at)
-
-    def wait_for(self, count: int, timeout_s: float, failed: Callable[[], BaseException | None] = lambda: None) -> None:
-        """Read until ``count`` predictions arrived; raises what ``failed`` returns (the sender's error)."""
-        deadline = time.monotonic() + timeout_s
-        while self.count < count:
-            if (error := failed()) is not None:
-                raise KnnStreamError(f"the records could not be sent: {error}") from error
-            if time.monotonic() > deadline:
-                raise KnnStreamError(f"only {self.count} of {count} predictions within {timeout_s:.0f} s")
-            # A batch consume waits for as many messages as it asks for: a short timeout, so that
-            # each arrival is timed when it comes, not when 10,000 have come.
-            for message in self._consumer.consume(num_messages=10_000, timeout=0.005):
-                value = message.value()
-                if message.error() is None and value is not None:
-                    self.received_at.setdefault(json.loads(value)["id"], time.monotonic())
-
-    def forget(self) -> None:
-        """Start counting afresh (a long soak would otherwise remember every id)."""
-        self.received_at.clear()
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 def _device_name(backend: Backend) -> str:

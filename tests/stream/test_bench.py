@@ -4,14 +4,10 @@ prints are the ones it measured, and a soak samples the worker's memory once per
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
 
 from stream import bench
-from stream.errors import KnnStreamError
-from stream.produce import FeatureRecord
 from stream.settings import BenchSettings
 from tests.helpers import free_port
 
@@ -40,16 +36,3 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     assert len(printed["soak_worker_rss_mib"]) == 2
     samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)
     assert all(0 < own <= tree for own, tree in samples)
-
-
-def test_a_latency_phase_whose_records_cannot_be_sent_fails_with_the_senders_error(
-    kafka_bootstrap: str, new_topic: Callable[..., str]
-) -> None:
-    """Not after the reader's 600 s wait for predictions that cannot come."""
-    reader = bench._OutputReader(kafka_bootstrap, new_topic("out"))
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 2_000})
-    try:
-        with pytest.raises(KnnStreamError, match="could not be sent"):
-            bench._latency_phase(producer, "no such topic!", reader, [FeatureRecord("a", [1.0])], 100.0)
-    finally:
-        reader.close()

@@ -1,0 +1,81 @@
+"""The benchmark's load and its clock: records sent at a fixed rate, and a reader of the output
+topic that notes when each record's prediction arrived."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+from confluent_kafka import Consumer, Producer
+
+from stream.errors import KnnStreamError
+from stream.produce import FeatureRecord, send
+from stream.settings import InputFormat
+
+
+class OutputReader:
+    """Reads the output topic; remembers when each id's prediction arrived."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        })  # fmt: skip
+        self._consumer.subscribe([topic])
+        self.received_at: dict[str, float] = {}
+
+    @property
+    def count(self) -> int:
+        return len(self.received_at)
+
+    def wait_for(self, count: int, timeout_s: float, failed: Callable[[], BaseException | None] = lambda: None) -> None:
+        """Read until ``count`` predictions arrived; raises what ``failed`` returns (the sender's error)."""
+        deadline = time.monotonic() + timeout_s
+        while self.count < count:
+            if (error := failed()) is not None:
+                raise KnnStreamError(f"the records could not be sent: {error}") from error
+            if time.monotonic() > deadline:
+                raise KnnStreamError(f"only {self.count} of {count} predictions within {timeout_s:.0f} s")
+            # A batch consume waits for as many messages as it asks for: a short timeout, so that
+            # each arrival is timed when it comes, not when 10,000 have come.
+            for message in self._consumer.consume(num_messages=10_000, timeout=0.005):
+                value = message.value()
+                if message.error() is None and value is not None:
+                    self.received_at.setdefault(json.loads(value)["id"], time.monotonic())
+
+    def forget(self) -> None:
+        """Start counting afresh (a long soak would otherwise remember every id)."""
+        self.received_at.clear()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def latency_phase(
+    producer: Producer,
+    topic: str,
+    reader: OutputReader,
+    records: list[FeatureRecord],
+    rate: float,
+    input_format: InputFormat = "json",
+) -> np.ndarray:
+    """Send ``records`` at ``rate`` per second; each one's latency in ms, from its send to the
+    arrival of its prediction."""
+    sent_at: dict[str, float] = {}
+    failures: list[BaseException] = []
+
+    def send_all() -> None:
+        try:
+            send(producer, topic, records, rate, lambda r: sent_at.__setitem__(r.id, time.monotonic()), input_format)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            failures.append(exc)
+
+    sender = threading.Thread(target=send_all, daemon=True)
+    sender.start()
+    reader.wait_for(reader.count + len(records), timeout_s=600, failed=lambda: failures[0] if failures else None)
+    sender.join()
+    return np.array([(reader.received_at[r.id] - sent_at[r.id]) * 1000 for r in records])

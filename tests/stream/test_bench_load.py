@@ -1,0 +1,27 @@
+"""The benchmark's load and clock against the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Producer
+
+from stream.bench_load import OutputReader, latency_phase
+from stream.errors import KnnStreamError
+from stream.produce import FeatureRecord
+
+pytestmark = pytest.mark.kafka
+
+
+def test_a_latency_phase_whose_records_cannot_be_sent_fails_with_the_senders_error(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    """Not after the reader's 600 s wait for predictions that cannot come."""
+    reader = OutputReader(kafka_bootstrap, new_topic("out"))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.timeout.ms": 2_000})
+    try:
+        with pytest.raises(KnnStreamError, match="could not be sent"):
+            latency_phase(producer, "no such topic!", reader, [FeatureRecord("a", [1.0])], 100.0)
+    finally:
+        reader.close()
