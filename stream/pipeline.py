@@ -162,11 +162,11 @@ class Pipeline:
         self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
         self._metrics.batch_size.observe(len(batch))
         config = self._config
-        values = [message.value() for message in batch.messages]
-        keys = [message.key() for message in batch.messages]
-        on_workers = self._predict_lines is not None or self._produce_lines is not None
-        if on_workers and looks_clean(config.input_format, values, keys, config.max_record_bytes, config.n_features):
-            return DecodedStage(batch, values, None, keys)
+        if self._predict_lines is not None or self._produce_lines is not None:
+            values = [message.value() for message in batch.messages]
+            keys = [message.key() for message in batch.messages]
+            if looks_clean(config.input_format, values, keys, config.max_record_bytes, config.n_features):
+                return DecodedStage(batch, values, None, keys)
         return DecodedStage(batch, None, self._decode_here(batch.messages))
 
     def _decode_here(self, messages: Sequence[Any]) -> DecodedBatch:

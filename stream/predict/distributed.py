@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,24 +121,8 @@ class DaskPredictor:
         """The ids and predictions of raw records (values and keys in step), parsed on the workers;
         ``None`` when any record is not clean (the caller decodes the batch and dead-letters the
         bad ones)."""
-        if self.version is None:
-            raise ModelLoadError("no model version is active")
-        version, shadow_version = self.version, self.shadow_version
-        bounds = split_bounds(len(values), self._worker_count())
-        payloads = self._scatter_parts(values, bounds)
-        futures = [
-            self._client.submit(
-                score_lines_on_worker,
-                payload,
-                _part_keys(keys, start, stop),
-                n_features,
-                version,
-                shadow_version,
-                self._input_format,
-                pure=False,
-            )
-            for payload, (start, stop) in zip(payloads, bounds, strict=True)
-        ]
+        version, shadow_version = self._versions()
+        _, futures = self._submit_parts(score_lines_on_worker, values, keys, n_features, self._input_format)
         answers: list[ScoredLines | None] = self._client.gather(futures)
         scored = [answer for answer in answers if answer is not None]
         if len(scored) < len(answers):
@@ -148,28 +133,33 @@ class DaskPredictor:
     def produce_lines(
         self, values: list[bytes], keys: list[bytes | None], n_features: int, output_topic: str
     ) -> ProducedParts:
-        """Score raw records (values and keys in step) on the workers, which also produce the predictions
-        (:mod:`stream.sink.workers`); returns at once, before the workers are done."""
+        """Score raw records (values and keys in step) on the workers, which also produce the
+        predictions (:mod:`stream.sink.workers`); returns at once, before the workers are done."""
+        version, shadow_version = self._versions()
+        extra = (output_topic, self._input_format)
+        bounds, futures = self._submit_parts(score_and_produce_on_worker, values, keys, n_features, *extra)
+        return ProducedParts(self._client, bounds, futures, version, shadow_version)
+
+    def _versions(self) -> tuple[str, str | None]:
         if self.version is None:
             raise ModelLoadError("no model version is active")
-        version, shadow_version = self.version, self.shadow_version
+        return self.version, self.shadow_version
+
+    def _submit_parts(
+        self, task: Callable[..., Any], values: list[bytes], keys: list[bytes | None], n_features: int, *extra: Any
+    ) -> tuple[list[tuple[int, int]], list[Any]]:
+        """One ``task(payload, keys, n_features, version, shadow_version, *extra)`` per worker,
+        each on its part of the batch; the parts' bounds and futures."""
+        version, shadow_version = self._versions()
         bounds = split_bounds(len(values), self._worker_count())
         payloads = self._scatter_parts(values, bounds)
         futures = [
             self._client.submit(
-                score_and_produce_on_worker,
-                payload,
-                _part_keys(keys, start, stop),
-                n_features,
-                version,
-                shadow_version,
-                output_topic,
-                self._input_format,
-                pure=False,
+                task, payload, _part_keys(keys, start, stop), n_features, version, shadow_version, *extra, pure=False
             )
             for payload, (start, stop) in zip(payloads, bounds, strict=True)
         ]
-        return ProducedParts(self._client, bounds, futures, version, shadow_version)
+        return bounds, futures
 
     def _scatter_parts(self, values: list[bytes], bounds: list[tuple[int, int]]) -> list[Any]:
         """Each part's values joined, sent to the workers as data, not inside the tasks (no large

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -115,13 +115,23 @@ def decode_lines(
 
 def decode_records(messages: Sequence[Any], n_features: int, max_record_bytes: int) -> DecodedBatch:
     """Record by record: every bad record becomes a dead letter naming its reason."""
+    return decode_each(
+        messages, n_features, lambda message: decode_value(message.value(), n_features, max_record_bytes)
+    )
+
+
+def decode_each(
+    messages: Sequence[Any], n_features: int, decode_one: Callable[[Any], tuple[str, Sequence[float] | np.ndarray]]
+) -> DecodedBatch:
+    """``decode_one`` (a message → its id and features, or :class:`RecordError`) for every message:
+    the good ones in order, the bad ones as dead letters naming their reason."""
     good: list[Any] = []
     ids: list[str] = []
-    rows: list[list[float]] = []
+    rows: list[Sequence[float] | np.ndarray] = []
     dead: list[DeadLetter] = []
     for message in messages:
         try:
-            record_id, features = decode_value(message.value(), n_features, max_record_bytes)
+            record_id, features = decode_one(message)
         except RecordError as exc:
             dead.append(DeadLetter(message, exc.reason, type(exc).__name__, str(exc)))
             continue

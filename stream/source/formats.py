@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from stream.errors import RecordError
 from stream.settings import InputFormat
-from stream.source.decode import DeadLetter, DecodedBatch, decode_batch, decode_lines, one_line_values
+from stream.source.decode import DecodedBatch, decode_batch, decode_each, decode_lines, one_line_values
 
 FLOAT32 = np.dtype("<f4")
 
@@ -85,21 +85,10 @@ def decode_batch_as(
 
 
 def decode_float32_records(messages: Sequence[Any], n_features: int, max_record_bytes: int) -> DecodedBatch:
-    good: list[Any] = []
-    ids: list[str] = []
-    rows: list[np.ndarray] = []
-    dead: list[DeadLetter] = []
-    for message in messages:
-        try:
-            record_id, row = decode_float32_value(message.key(), message.value(), n_features, max_record_bytes)
-        except RecordError as exc:
-            dead.append(DeadLetter(message, exc.reason, type(exc).__name__, str(exc)))
-            continue
-        good.append(message)
-        ids.append(record_id)
-        rows.append(row)
-    matrix = np.vstack(rows) if rows else np.empty((0, n_features), np.float32)
-    return DecodedBatch(good, ids, matrix, dead)
+    """Record by record: every bad float32 record becomes a dead letter naming its reason."""
+    return decode_each(
+        messages, n_features, lambda m: decode_float32_value(m.key(), m.value(), n_features, max_record_bytes)
+    )
 
 
 def decode_float32_value(
