@@ -10,6 +10,7 @@ CONTROLLER_PORT="${KNNSTREAM_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 CACHE_DIR="${KNNSTREAM_KAFKA_CACHE:-$HOME/.cache/knnstream/kafka-$KAFKA_VERSION}"
 STATE_DIR="${KNNSTREAM_KAFKA_HOME:-${TMPDIR:-/tmp}/knnstream-kafka-$PORT}"
 START_TIMEOUT="${KNNSTREAM_KAFKA_START_TIMEOUT:-60}"
+START_LIMIT="${KNNSTREAM_KAFKA_START_LIMIT:-900}"
 HEAP_OPTS="${KNNSTREAM_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 
 TEMPLATES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka"
@@ -38,7 +39,8 @@ Environment (current value):
   KNNSTREAM_KAFKA_CONTROLLER_PORT=$CONTROLLER_PORT
   KNNSTREAM_KAFKA_CACHE=$CACHE_DIR
   KNNSTREAM_KAFKA_HOME=$STATE_DIR
-  KNNSTREAM_KAFKA_START_TIMEOUT=$START_TIMEOUT
+  KNNSTREAM_KAFKA_START_TIMEOUT=$START_TIMEOUT  (seconds the starting broker may go without logging)
+  KNNSTREAM_KAFKA_START_LIMIT=$START_LIMIT  (seconds a start may take in all)
   KNNSTREAM_KAFKA_HEAP_OPTS=$HEAP_OPTS
 EOF
 }
@@ -150,13 +152,18 @@ cmd_start() {
     </dev/null >>"$LOG_FILE" 2>&1 9>&- &
   echo $! >"$PID_FILE"
 
+  # A broker that reloads many partitions (or recovers them after a kill) logs each one, so it
+  # gets time while its log grows, and fails once it has been silent for START_TIMEOUT.
+  local logged=-1 size last_progress=$SECONDS
   until broker_answers; do
     if ! broker_pid >/dev/null; then
       log_tail; rm -f "$PID_FILE"; die "broker exited during startup (log: $LOG_FILE)"
     fi
-    if (( SECONDS - launched >= START_TIMEOUT )); then
+    size="$(stat -c %s "$LOG_FILE")"
+    (( size != logged )) && { logged=$size; last_progress=$SECONDS; }
+    if (( SECONDS - last_progress >= START_TIMEOUT || SECONDS - launched >= START_LIMIT )); then
       log_tail; stop_broker "$(<"$PID_FILE")"
-      die "broker not ready after ${START_TIMEOUT}s; stopped it (log: $LOG_FILE)"
+      die "broker not ready after $((SECONDS - launched))s, $((SECONDS - last_progress))s of them without logging; stopped it (log: $LOG_FILE)"
     fi
     sleep 0.5
   done

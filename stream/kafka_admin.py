@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
@@ -23,16 +23,37 @@ def broker_reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
     return True
 
 
-def create_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int = 1, timeout_s: float = 30.0) -> None:
+def create_topics(
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    partitions: int = 1,
+    timeout_s: float = 30.0,
+    config: Mapping[str, str] | None = None,
+) -> None:
     """Create the topics (an existing topic is fine) and wait until the broker has them."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    futures = admin.create_topics([NewTopic(topic, partitions, 1) for topic in topics], operation_timeout=timeout_s)
+    new = [NewTopic(topic, partitions, 1, config=dict(config or {})) for topic in topics]
+    futures = admin.create_topics(new, operation_timeout=timeout_s)
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaSetupError(f"cannot create topic {topic}: {exc.args[0]}") from exc
+
+
+def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout_s: float = 30.0) -> None:
+    """Delete the topics (a missing topic is fine); the broker removes their files in the background."""
+    if not topics:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    futures = admin.delete_topics(list(topics), operation_timeout=timeout_s)
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaSetupError(f"cannot delete topic {topic}: {exc.args[0]}") from exc
 
 
 def start_local_broker(bootstrap_servers: str) -> None:

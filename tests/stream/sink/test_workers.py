@@ -3,11 +3,9 @@ the broker has every record, and a record the broker refuses fails the task."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 from distributed import Client, LocalCluster
 
 from stream.errors import DeliveryError
@@ -47,10 +45,7 @@ def test_a_worker_delivers_keyed_records_with_their_headers(
     assert all(m.headers() == list(HEADERS) for m in messages)
 
 
-def test_a_record_the_broker_refuses_fails_the_task(client: Client, kafka_bootstrap: str) -> None:
-    topic = f"small-{uuid.uuid4().hex[:12]}"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    created = admin.create_topics([NewTopic(topic, 1, 1, config={"max.message.bytes": "200"})])
-    created[topic].result(timeout=30)
+def test_a_record_the_broker_refuses_fails_the_task(client: Client, new_topic: Callable[..., str]) -> None:
+    topic = new_topic("small", config={"max.message.bytes": "200"})
     with pytest.raises(DeliveryError, match="not delivered"):
         client.submit(_deliver, topic, [b"a", b"b"], [b"small", b"x" * 5000], pure=False).result(timeout=60)
