@@ -64,7 +64,7 @@ class WorkerMetrics:
         )
         self.batch_latency = Histogram(
             "knnstream_batch_latency_seconds",
-            "From a batch's first record consumed to its offsets committed (at-least-once: the commit sent)",
+            "From a batch's first record consumed to its offsets committed",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

@@ -14,9 +14,8 @@ drops a paused partition's prefetched records, and after the resume the next bat
 half a second for a new fetch. A partition revoked by a rebalance is handed over only once the
 batches in flight are complete (at-least-once: with the offsets of that partition committed up
 to the last batch delivered), and records of partitions no longer assigned are dropped from the
-next batch: their new owner reads them from the committed offset. Offsets are committed without
-waiting for the broker's answer; :mod:`stream.source.offsets` says when a commit is made
-synchronously instead, and how a failed one is repaired.
+next batch: their new owner reads them from the committed offset. A commit refused because the
+group is rebalancing is made again once it has settled, for the partitions still assigned.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from stream.batching.microbatch import MicroBatch, collect_batch
 from stream.errors import KafkaSetupError
 from stream.settings import ServeSettings
-from stream.source.offsets import OffsetCommits
 
 log = logging.getLogger(__name__)
 # How long a full read-ahead waits for the batch in flight before pausing the partitions (a
@@ -50,13 +48,11 @@ READ_AHEAD_POLL_S = 0.005
 
 # The batches handed out and not yet committed, oldest first, each with its delivery.
 InFlight = Callable[[], Sequence[tuple[MicroBatch, "Future[Any]"]]]
+# A commit refused with these is made again once the group's rebalance is over.
+_REBALANCING = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
 
 
-def consumer_config(
-    settings: ServeSettings,
-    stats_cb: Callable[[str], None] | None = None,
-    on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
-) -> dict[str, Any]:
+def consumer_config(settings: ServeSettings, stats_cb: Callable[[str], None] | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {
         **settings.librdkafka_config(),
         "group.id": settings.group_id,
@@ -71,8 +67,6 @@ def consumer_config(
     }
     if stats_cb is not None:
         config |= {"statistics.interval.ms": settings.statistics_interval_ms, "stats_cb": stats_cb}
-    if on_commit is not None:
-        config["on_commit"] = on_commit
     return config
 
 
@@ -88,13 +82,11 @@ class KafkaSource:
         self._group_metadata: Any = None  # as the consumer thread last saw it; see group_metadata()
         self._in_flight: InFlight = list  # the batches handed out and not yet committed; see track()
         self._revocations = 0  # how many times partitions were revoked (or lost)
-        self._commits = OffsetCommits()  # at-least-once: the delivered offsets and their commits
 
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
-            config = consumer_config(self._settings, self._stats_cb, self._commits.on_commit)
-            self._consumer = Consumer(config, logger=log)
+            self._consumer = Consumer(consumer_config(self._settings, self._stats_cb), logger=log)
         return self._consumer
 
     def check_topics(self, topics: Sequence[str], timeout_s: float = 10.0) -> None:
@@ -119,8 +111,6 @@ class KafkaSource:
         if not self._subscribed:
             self.consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             self._subscribed = True
-        if self._commits.retry_due():
-            self._commits.commit_async(self.consumer, _positions(self.consumer.assignment()))
         max_wait_s = self._settings.batch_max_wait_ms / 1000
         revocations = self._revocations
         batch = collect_batch(self._poll, self._settings.batch_max_records, max_wait_s, idle_wait_s)
@@ -171,11 +161,25 @@ class KafkaSource:
                 consumer.resume([p for p in paused if (p.topic, p.partition) in still_assigned])
 
     def commit(self, batch: MicroBatch) -> None:
-        """Commit the offsets after every record of the delivered batch, without waiting for the
-        broker's answer, on the partitions still assigned (a revoked one was committed as it was
-        revoked, and is its new owner's)."""
-        self._commits.record(batch.next_offsets())
-        self._commits.commit_async(self.consumer, _positions(self.consumer.assignment()))
+        """Synchronously commit the offsets after every record of the batch, on the partitions
+        still assigned (a revoked one was committed as it was revoked, or is its new owner's).
+
+        A commit refused because the group is rebalancing is made again once it has settled,
+        for at most a session timeout.
+        """
+        deadline = time.monotonic() + self._settings.session_timeout_ms / 1000
+        while True:
+            assigned = _positions(self.consumer.assignment())
+            offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in assigned]
+            try:
+                if offsets:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as exc:
+                if exc.args[0].code() not in _REBALANCING or time.monotonic() > deadline:
+                    raise
+                log.info("commit refused while the group rebalances (%s); committing once it settled", exc.args[0])
+                self._poll_paused(0.2)
 
     def rewind(self, batches: Sequence[MicroBatch]) -> None:
         """Seek back so the batches' records are consumed again, from the group's committed offsets.
@@ -190,7 +194,6 @@ class KafkaSource:
         """
         together = MicroBatch([message for batch in batches for message in batch.messages])
         rewound = _partitions(together.messages)
-        self._flush_commits(rewound, "before rewinding")
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in rewound]
         for position in self._committed_or(together.first_offsets()):
             try:
@@ -229,7 +232,6 @@ class KafkaSource:
 
     def close(self) -> None:
         if self._consumer is not None:
-            self._flush_commits(_positions(self._consumer.assignment()), "on closing")
             self._consumer.close()
             self._consumer = None
             self._subscribed = False
@@ -257,18 +259,24 @@ class KafkaSource:
         consumer.pause(assigned)
         return assigned
 
-    def _flush_commits(self, positions: set[tuple[str, int]], when: str) -> None:
-        """Wait until the broker has the delivered offsets of ``positions`` (at-least-once)."""
+    def _poll_paused(self, duration_s: float) -> None:
+        """Poll without reading (the partitions paused) for a while: lets a rebalance under way complete."""
+        consumer = self.consumer
+        paused = self._pause(consumer)
         try:
-            self._commits.flush(self.consumer, positions)
-        except KafkaException as exc:
-            log.warning("cannot commit the delivered offsets %s (read again from the committed ones): %s", when, exc)
+            deadline = time.monotonic() + duration_s
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.05)
+                if message is not None and not _is_error(message):
+                    self._strays.append(message)
+        finally:
+            assigned = _positions(consumer.assignment())
+            consumer.resume([p for p in paused if (p.topic, p.partition) in assigned])
 
     def _refresh_group_metadata(self, consumer: Consumer) -> None:
         self._group_metadata = consumer.consumer_group_metadata()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._commits.forget(_positions(partitions))  # offsets recorded after it was last revoked
         if partitions:
             # librdkafka keeps a partition's pause across assignments: one revoked while paused
             # (a batch was in flight) would come back paused, and never be read again.
@@ -290,21 +298,28 @@ class KafkaSource:
                 log.warning("a batch in flight failed during a rebalance: %s", exc)
                 break  # no later batch was delivered
             delivered.append(batch)
-        self._commit_revoked(partitions, delivered)
+        self._commit_revoked(consumer, partitions, delivered)
         revoked = _positions(partitions)
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in revoked]
         log.info("revoked %s", _describe(partitions))
 
-    def _commit_revoked(self, partitions: list[TopicPartition], delivered: Iterable[MicroBatch]) -> None:
-        """At-least-once: commit the delivered offsets of the partitions being revoked, and wait
-        for the broker, before their new owner reads the committed offsets (exactly-once: the
-        transactions did)."""
+    def _commit_revoked(
+        self, consumer: Consumer, partitions: list[TopicPartition], delivered: Iterable[MicroBatch]
+    ) -> None:
+        """At-least-once: commit the delivered batches' offsets of the partitions being revoked,
+        before their new owner reads the committed offsets (exactly-once: the transactions did)."""
+        if self._settings.guarantee != "at-least-once":
+            return
         revoked = _positions(partitions)
-        if self._settings.guarantee == "at-least-once":
-            for batch in delivered:
-                self._commits.record(batch.next_offsets())
-            self._flush_commits(revoked, "of the revoked partitions")
-        self._commits.forget(revoked)
+        latest: dict[tuple[str, int], TopicPartition] = {}
+        for batch in delivered:  # oldest first: a later batch's offset wins
+            latest |= {(p.topic, p.partition): p for p in batch.next_offsets() if (p.topic, p.partition) in revoked}
+        if not latest:
+            return
+        try:
+            consumer.commit(offsets=list(latest.values()), asynchronous=False)
+        except KafkaException as exc:
+            log.warning("cannot commit the revoked partitions (their new owner reads them again): %s", exc.args[0])
 
 
 def _positions(partitions: Sequence[TopicPartition]) -> set[tuple[str, int]]:
