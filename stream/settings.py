@@ -77,7 +77,10 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     batch_max_records: int = Field(10_000, ge=1, description="a micro-batch closes at this many records")
     batch_max_wait_ms: int = Field(200, ge=1, description="... or this long after its first record")
     max_batches_in_flight: int = Field(
-        2, ge=1, description="batches under way at once: one is predicted while the one before it is produced"
+        2,
+        ge=1,
+        description="batches under way at once: one is predicted while the one before it is produced"
+        " (a local Dask cluster gets as many threads per worker, at least 2)",
     )
     max_record_bytes: int = Field(1_048_576, ge=1, description="larger record values are dead-lettered")
     input_format: InputFormat = Field(

@@ -11,36 +11,49 @@ from stream.backend import Backend
 from stream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-# Two threads per worker: one predicts a batch while the other produces the batch before it.
-THREADS_PER_WORKER = 2
+# At least two threads per worker: one predicts a batch while another produces the batch before it.
+MIN_THREADS_PER_WORKER = 2
 
 
-def start_client(backend: Backend, scheduler: str | None, n_workers: int, rmm_pool_size: str | None = None) -> Client:
-    """Connect to ``scheduler`` or start a local cluster of the backend's kind."""
+def threads_per_worker(batches_in_flight: int) -> int:
+    """A thread for each batch that may be under way (each has one task per worker), so a batch
+    waiting for its turn to predict is parsed already and the predictions follow each other
+    without a gap; never fewer than :data:`MIN_THREADS_PER_WORKER`."""
+    return max(MIN_THREADS_PER_WORKER, batches_in_flight)
+
+
+def start_client(
+    backend: Backend,
+    scheduler: str | None,
+    n_workers: int,
+    rmm_pool_size: str | None = None,
+    threads: int = MIN_THREADS_PER_WORKER,
+) -> Client:
+    """Connect to ``scheduler`` or start a local cluster of the backend's kind, ``threads`` per worker."""
     if scheduler:
         try:
             return Client(scheduler, timeout="15s")
         except OSError as exc:
             raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     _quiet_dask_logs()
-    cluster = _local_cluster(backend, n_workers, rmm_pool_size)
+    cluster = _local_cluster(backend, n_workers, rmm_pool_size, threads)
     log.info("started a local %s Dask cluster with %d workers", backend, len(cluster.worker_spec))
     return Client(cluster)
 
 
-def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None) -> Any:
+def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None, threads: int) -> Any:
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
         return LocalCUDACluster(
             n_workers=_one_per_gpu(n_workers),
-            threads_per_worker=THREADS_PER_WORKER,
+            threads_per_worker=threads,
             dashboard_address=":0",
             rmm_pool_size=rmm_pool_size,
         )
     return LocalCluster(
         n_workers=n_workers,
-        threads_per_worker=THREADS_PER_WORKER,
+        threads_per_worker=threads,
         processes=True,
         dashboard_address=":0",
         silence_logs=logging.WARNING,
