@@ -15,7 +15,7 @@ from stream.backend import Backend, resolve_backend
 from stream.errors import ConfigurationError
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.pipeline import Pipeline, PipelineConfig
-from stream.predict.cluster import close_client, start_client, threads_per_worker
+from stream.predict.cluster import close_client, start_client, threads_per_worker, warn_if_short_of_threads
 from stream.predict.distributed import DaskPredictor
 from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.predict.gpu_memory import GpuMemoryMonitor
@@ -68,6 +68,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     try:
         threads = threads_per_worker(settings.max_batches_in_flight)
         client = start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size, threads)
+        warn_if_short_of_threads(client, threads)
     except BaseException:
         server.stop()
         raise

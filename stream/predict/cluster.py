@@ -60,6 +60,22 @@ def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None, 
     )
 
 
+def warn_if_short_of_threads(client: Client, wanted: int) -> list[str]:
+    """The workers of an existing cluster keep the threads they were started with: name those
+    with fewer than ``wanted`` (their batches in flight wait for one another); returns their addresses."""
+    short = sorted(address for address, threads in client.nthreads().items() if threads < wanted)
+    for address in short:
+        log.warning(
+            "Dask worker %s runs %d thread(s), fewer than the %d this worker's batches in flight need:"
+            " a batch waits for the one before it to be produced (start it with --nthreads %d)",
+            address,
+            client.nthreads()[address],
+            wanted,
+            wanted,
+        )
+    return short
+
+
 def _one_per_gpu(n_workers: int) -> int:
     """At most one GPU worker per visible GPU (dask-cuda pins each worker to one device)."""
     from dask_cuda.utils import get_n_gpus

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings
 
+from stream.predict.cluster import threads_per_worker
 from stream.settings import ProduceSettings, ServeSettings, TrainSettings
 from tests.deploy.support import DEPLOY, load_yaml
 
@@ -73,6 +74,8 @@ def test_dask_cuda_workers_reserve_gpus_and_share_the_store() -> None:
     worker = services["dask-cuda-worker"]
     assert worker["command"][:3] == ["dask", "cuda", "worker"]
     assert worker["command"][3] == "tcp://dask-scheduler:8786"
+    nthreads = int(worker["command"][worker["command"].index("--nthreads") + 1])
+    assert nthreads >= threads_per_worker(ServeSettings.model_fields["max_batches_in_flight"].default)
     for name in ("dask-cuda-worker", "train", "worker"):
         (device,) = _gpu_reservation(services[name])
         assert device["driver"] == "nvidia" and "gpu" in device["capabilities"], name

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from stream.predict.cluster import threads_per_worker
 from stream.settings import ServeSettings, TrainSettings
 from tests.deploy.support import DEPLOY, load_yaml, load_yaml_documents
 
@@ -96,6 +97,8 @@ def test_daskcluster_matches_the_operator_crd_with_gpu_workers() -> None:
     _strict({"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec["scheduler"]["service"]})
     (worker,) = spec["worker"]["spec"]["containers"]
     assert worker["args"][:3] == ["dask", "cuda", "worker"]
+    nthreads = int(worker["args"][worker["args"].index("--nthreads") + 1])
+    assert nthreads >= threads_per_worker(ServeSettings.model_fields["max_batches_in_flight"].default)
     assert int(worker["resources"]["limits"]["nvidia.com/gpu"]) >= 1
     selector = spec["scheduler"]["service"]["selector"]
     assert selector == {"dask.org/cluster-name": cluster["metadata"]["name"], "dask.org/component": "scheduler"}

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from stream.predict.cluster import MIN_THREADS_PER_WORKER, close_client, start_client, threads_per_worker
+import logging
+
+import pytest
+
+from stream.predict.cluster import (
+    MIN_THREADS_PER_WORKER,
+    close_client,
+    start_client,
+    threads_per_worker,
+    warn_if_short_of_threads,
+)
 
 
 def test_a_worker_gets_a_thread_for_each_batch_in_flight_and_never_fewer_than_two() -> None:
@@ -13,5 +23,17 @@ def test_the_local_cluster_starts_its_workers_with_the_threads_asked_for() -> No
     client = start_client("cpu", None, 1, threads=3)
     try:
         assert list(client.nthreads().values()) == [3]
+    finally:
+        close_client(client)
+
+
+def test_workers_with_fewer_threads_than_the_batches_in_flight_are_named(caplog: pytest.LogCaptureFixture) -> None:
+    client = start_client("cpu", None, 1, threads=1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="stream.predict.cluster"):
+            short = warn_if_short_of_threads(client, 2)
+        assert short == list(client.nthreads())
+        assert "runs 1 thread(s), fewer than the 2" in caplog.text and "--nthreads 2" in caplog.text
+        assert warn_if_short_of_threads(client, 1) == []
     finally:
         close_client(client)
