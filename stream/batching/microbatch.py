@@ -23,9 +23,11 @@ class MicroBatch:
     def next_offsets(self) -> list[TopicPartition]:
         """Per partition, the offset after the last record: what a commit of this batch stores."""
         highest: dict[tuple[str, int], int] = {}
-        for message in self.messages:
+        for message in self.messages:  # the hot loop of a commit: one comparison, no max() call
             position = (message.topic(), message.partition())
-            highest[position] = max(highest.get(position, -1), message.offset())
+            offset = message.offset()
+            if offset > highest.get(position, -1):
+                highest[position] = offset
         return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in sorted(highest.items())]
 
     def first_offsets(self) -> list[TopicPartition]:

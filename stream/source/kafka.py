@@ -225,9 +225,10 @@ class KafkaSource:
         to the consumer from another thread waits for a gap between polls, and the polling loop
         of :meth:`wait_paused` leaves none. A member that lost its partitions thus sends its
         offsets with its old identity, and the group coordinator fences the transaction.
+        Only exactly-once keeps it up to date (at-least-once commits from the consumer's thread).
         """
         if self._group_metadata is None:
-            self._refresh_group_metadata(self.consumer)
+            return self.consumer.consumer_group_metadata()
         return self._group_metadata
 
     def close(self) -> None:
@@ -274,7 +275,9 @@ class KafkaSource:
             consumer.resume([p for p in paused if (p.topic, p.partition) in assigned])
 
     def _refresh_group_metadata(self, consumer: Consumer) -> None:
-        self._group_metadata = consumer.consumer_group_metadata()
+        """Exactly-once: keep the metadata a transaction sends (a call per poll, so only there)."""
+        if self._settings.guarantee == "exactly-once":
+            self._group_metadata = consumer.consumer_group_metadata()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if partitions:
