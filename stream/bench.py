@@ -28,7 +28,13 @@ from confluent_kafka import Producer
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.bench_load import OutputReader, latency_phase
-from stream.kafka_admin import broker_reachable, create_topics, delete_topics, start_local_broker, stop_local_broker
+from stream.kafka_admin import (
+    broker_reachable,
+    create_topics,
+    delete_topics_after_use,
+    start_local_broker,
+    stop_local_broker,
+)
 from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
@@ -211,7 +217,7 @@ def _end_to_end(
         reader.close()
     finally:
         stop_worker_process(worker)
-        delete_topics(settings.bootstrap_servers, list(topics.values()))  # hundreds of MiB of throwaway records
+        delete_topics_after_use(settings.bootstrap_servers, list(topics.values()))  # hundreds of MiB of records
     p50, p99 = np.percentile(latencies, [50, 99])
     return e2e, offered, float(p50), float(p99), soaked
 

@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import ConfigurationError, KnnStreamError
-from stream.kafka_admin import broker_reachable, create_topics, delete_topics, start_local_broker, stop_local_broker
+from stream.kafka_admin import (
+    broker_reachable,
+    create_topics,
+    delete_topics_after_use,
+    start_local_broker,
+    stop_local_broker,
+)
 from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.produce import FeatureRecord, send
 from stream.settings import DemoSettings, TrainSettings
@@ -86,7 +92,7 @@ def _run(settings: DemoSettings, workdir: Path) -> None:
     finally:
         code = stop_worker_process(worker)
         print(f"worker stopped with exit code {code}", flush=True)
-        delete_topics(settings.bootstrap_servers, list(topics.values()))
+        delete_topics_after_use(settings.bootstrap_servers, list(topics.values()))
 
 
 def _write_history(workdir: Path, centres: np.ndarray, settings: DemoSettings) -> Path:

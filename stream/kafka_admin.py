@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,8 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.errors import KafkaSetupError
+
+log = logging.getLogger(__name__)
 
 BROKER_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "kafka.sh"
 
@@ -37,6 +40,8 @@ def create_topics(
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout_s)
+        except TimeoutError as exc:
+            raise KafkaSetupError(f"cannot create topic {topic}: no answer within {timeout_s:.0f} s") from exc
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaSetupError(f"cannot create topic {topic}: {exc.args[0]}") from exc
@@ -51,9 +56,20 @@ def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout_s: floa
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout_s)
+        except TimeoutError as exc:
+            raise KafkaSetupError(f"cannot delete topic {topic}: no answer within {timeout_s:.0f} s") from exc
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaSetupError(f"cannot delete topic {topic}: {exc.args[0]}") from exc
+
+
+def delete_topics_after_use(bootstrap_servers: str, topics: Sequence[str], timeout_s: float = 30.0) -> None:
+    """:func:`delete_topics` for clean-up code: a failure is logged, so it never hides the error
+    that is being cleaned up after."""
+    try:
+        delete_topics(bootstrap_servers, topics, timeout_s)
+    except KafkaSetupError as exc:
+        log.warning("could not delete the topics %s: %s", ", ".join(topics), exc)
 
 
 def start_local_broker(bootstrap_servers: str) -> None:

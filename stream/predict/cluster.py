@@ -63,17 +63,17 @@ def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None, 
 def warn_if_short_of_threads(client: Client, wanted: int) -> list[str]:
     """The workers of an existing cluster keep the threads they were started with: name those
     with fewer than ``wanted`` (their batches in flight wait for one another); returns their addresses."""
-    short = sorted(address for address, threads in client.nthreads().items() if threads < wanted)
-    for address in short:
+    short = {address: threads for address, threads in client.nthreads().items() if threads < wanted}
+    for address, threads in sorted(short.items()):
         log.warning(
             "Dask worker %s runs %d thread(s), fewer than the %d this worker's batches in flight need:"
             " a batch waits for the one before it to be produced (start it with --nthreads %d)",
             address,
-            client.nthreads()[address],
+            threads,
             wanted,
             wanted,
         )
-    return short
+    return sorted(short)
 
 
 def _one_per_gpu(n_workers: int) -> int:
