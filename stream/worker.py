@@ -13,12 +13,14 @@ from typing import Any
 from model_store import Manifest, ModelStore, ModelStoreError, parse_model_ref
 from stream.backend import Backend, resolve_backend
 from stream.errors import ConfigurationError
+from stream.heap import freeze_startup_heap
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.pipeline import Pipeline, PipelineConfig
 from stream.predict.cluster import close_client, start_client, threads_per_worker, warn_if_short_of_threads
 from stream.predict.distributed import DaskPredictor
 from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.predict.gpu_memory import GpuMemoryMonitor
+from stream.predict.plugin import FrozenHeapPlugin
 from stream.settings import ServeSettings
 from stream.sink.commit import AtLeastOnce, BatchCompleter, ExactlyOnce
 from stream.sink.kafka import KafkaSink, producer_config, transactional_producer_config
@@ -77,6 +79,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         if gpu_memory is not None:
             gpu_memory.start()
         predictor = DaskPredictor(client, backend, settings.input_format)
+        client.register_plugin(FrozenHeapPlugin(backend))  # first: before any model loads
         if on_workers:
             client.register_plugin(ProducerPlugin(producer_config(settings), settings.delivery_timeout_s))
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
@@ -102,6 +105,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             produce_lines=predictor.produce_lines if on_workers else None,
         )
         source.track(pipeline.in_flight)
+        freeze_startup_heap()  # the driver holds no model: everything made so far lives as long as it
         _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:
         if gpu_memory is not None:

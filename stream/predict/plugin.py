@@ -18,10 +18,17 @@ from distributed import WorkerPlugin, get_worker
 
 from model_store import ModelStore
 from stream.backend import Backend, get_df_pkg
+from stream.heap import freeze_startup_heap
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
 
 PLUGIN_PREFIX = "knnstream-model-"
+HEAP_PLUGIN_NAME = "knnstream-frozen-heap"
+# The libraries a model of each backend loads: imported before the start-up heap is frozen.
+BACKEND_MODULES: dict[Backend, tuple[str, ...]] = {
+    "cpu": ("pandas", "sklearn.neighbors"),
+    "gpu": ("cudf", "cupy", "cuml.neighbors"),
+}
 log = logging.getLogger(__name__)
 # A worker runs two tasks at once (one batch predicted while the one before it is produced), but
 # predicts one at a time: a cuML model is not safe to call from two threads.
@@ -66,6 +73,22 @@ class ModelPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         self.predictor = None
+
+
+class FrozenHeapPlugin(WorkerPlugin):
+    """Freezes a Dask worker's start-up heap (:mod:`stream.heap`) before any model loads.
+
+    Registered before the model plugins, so it runs first on every worker, late joiners too.
+    The model itself is not frozen: a replaced model's objects must stay collectable.
+    """
+
+    name = HEAP_PLUGIN_NAME
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def setup(self, worker: Any) -> None:
+        freeze_startup_heap(BACKEND_MODULES[self.backend])
 
 
 def worker_plugin(version: str, worker: Any = None) -> ModelPlugin:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor, ModelLoadError
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
-from stream.predict.plugin import ModelPlugin, plugin_name
+from stream.predict.plugin import FrozenHeapPlugin, ModelPlugin, plugin_name
 from stream.settings import TrainSettings
 from stream.train.job import train
 from tests.helpers import blobs, write_history
@@ -67,5 +69,22 @@ def test_a_version_that_fails_to_verify_is_refused(tmp_path: Path, tmp_store: st
         with pytest.raises(ModelLoadError, match="ChecksumMismatchError"):
             DaskPredictor(client, backend).load(ModelPlugin(tmp_store, "blobs", version, backend))
         assert plugin_name(version) not in client.run(lambda dask_worker: list(dask_worker.plugins)).popitem()[1]
+    finally:
+        close_client(client)
+
+
+def _heap_state() -> tuple[int, bool]:
+    return gc.get_freeze_count(), "sklearn.neighbors" in sys.modules or "cuml.neighbors" in sys.modules
+
+
+def test_every_worker_freezes_its_start_up_heap_late_joiners_too(backend: Backend) -> None:
+    client = start_client(backend, None, 1)
+    try:
+        client.register_plugin(FrozenHeapPlugin(backend))
+        if backend == "cpu":  # a GPU host of one card cannot start a second dask-cuda worker
+            client.cluster.scale(2)
+            client.wait_for_workers(2, timeout=60)
+        states = list(client.run(_heap_state).values())
+        assert states and all(frozen > 1000 and imported for frozen, imported in states), states
     finally:
         close_client(client)
