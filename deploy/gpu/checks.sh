@@ -53,8 +53,11 @@ run_bench() {
   bench 1gpu-10k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 300000 --partitions 8 --workers 1
   bench 1gpu-50k-float32 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --format float32
   bench 1gpu-50k-wait20 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --batch-max-wait-ms 20
+  bench 1gpu-50k-float32-4x-wait20 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --format float32 --max-batches-in-flight 4 --batch-max-wait-ms 20
+  bench 1gpu-10k-4x --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 300000 --partitions 8 --workers 1 --max-batches-in-flight 4
   if [ "$gpus" -ge 2 ]; then
     bench 2gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2
+    bench 2gpu-50k-float32-4x --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2 --format float32 --max-batches-in-flight 4
   fi
   python3 - <<'PY'
 import numpy as np, pandas as pd
