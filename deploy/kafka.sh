@@ -10,7 +10,7 @@ CONTROLLER_PORT="${KNNSTREAM_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 CACHE_DIR="${KNNSTREAM_KAFKA_CACHE:-$HOME/.cache/knnstream/kafka-$KAFKA_VERSION}"
 STATE_DIR="${KNNSTREAM_KAFKA_HOME:-${TMPDIR:-/tmp}/knnstream-kafka-$PORT}"
 START_TIMEOUT="${KNNSTREAM_KAFKA_START_TIMEOUT:-60}"
-START_LIMIT="${KNNSTREAM_KAFKA_START_LIMIT:-900}"
+START_LIMIT="${KNNSTREAM_KAFKA_START_LIMIT:-300}"
 HEAP_OPTS="${KNNSTREAM_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 
 TEMPLATES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka"
@@ -160,7 +160,7 @@ cmd_start() {
       log_tail; rm -f "$PID_FILE"; die "broker exited during startup (log: $LOG_FILE)"
     fi
     size="$(stat -c %s "$LOG_FILE")"
-    (( size != logged )) && { logged=$size; last_progress=$SECONDS; }
+    if (( size != logged )); then logged=$size; last_progress=$SECONDS; fi
     if (( SECONDS - last_progress >= START_TIMEOUT || SECONDS - launched >= START_LIMIT )); then
       log_tail; stop_broker "$(<"$PID_FILE")"
       die "broker not ready after $((SECONDS - launched))s, $((SECONDS - last_progress))s of them without logging; stopped it (log: $LOG_FILE)"

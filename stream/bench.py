@@ -28,13 +28,7 @@ from confluent_kafka import Producer
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.bench_load import OutputReader, latency_phase
-from stream.kafka_admin import (
-    broker_reachable,
-    create_topics,
-    delete_topics_after_use,
-    start_local_broker,
-    stop_local_broker,
-)
+from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
@@ -185,8 +179,15 @@ def _end_to_end(
 ) -> tuple[float, float, float, float, SoakResult | None]:
     suffix = uuid.uuid4().hex[:8]
     topics = {"input": f"bench-in-{suffix}", "output": f"bench-out-{suffix}", "dlq": f"bench-dlq-{suffix}"}
-    create_topics(settings.bootstrap_servers, [topics["input"], topics["output"]], settings.partitions)
-    create_topics(settings.bootstrap_servers, [topics["dlq"]], 1)
+    partitions = {topics["input"]: settings.partitions, topics["output"]: settings.partitions, topics["dlq"]: 1}
+    with temporary_topics(settings.bootstrap_servers, partitions):  # hundreds of MiB of throwaway records
+        return _stream_through_worker(settings, backend, store, topics, suffix)
+
+
+def _stream_through_worker(
+    settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], suffix: str
+) -> tuple[float, float, float, float, SoakResult | None]:
+    """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4"})
     send(producer, topics["input"], _records(settings, "b", settings.records), input_format=settings.format)
     worker = start_worker_process(
@@ -217,7 +218,6 @@ def _end_to_end(
         reader.close()
     finally:
         stop_worker_process(worker)
-        delete_topics_after_use(settings.bootstrap_servers, list(topics.values()))  # hundreds of MiB of records
     p50, p99 = np.percentile(latencies, [50, 99])
     return e2e, offered, float(p50), float(p99), soaked
 

@@ -19,13 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import ConfigurationError, KnnStreamError
-from stream.kafka_admin import (
-    broker_reachable,
-    create_topics,
-    delete_topics_after_use,
-    start_local_broker,
-    stop_local_broker,
-)
+from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.produce import FeatureRecord, send
 from stream.settings import DemoSettings, TrainSettings
@@ -78,7 +72,13 @@ def _run(settings: DemoSettings, workdir: Path) -> None:
     print(f"trained demo:{manifest.version} holdout accuracy {manifest.holdout_metrics['accuracy']:.4f}", flush=True)
     suffix = uuid.uuid4().hex[:8]
     topics = {"input": f"demo-features-{suffix}", "output": f"demo-predictions-{suffix}", "dlq": f"demo-dlq-{suffix}"}
-    create_topics(settings.bootstrap_servers, list(topics.values()), partitions=4)
+    with temporary_topics(settings.bootstrap_servers, dict.fromkeys(topics.values(), 4)):
+        _serve_and_exchange(settings, store, topics, suffix, centres)
+
+
+def _serve_and_exchange(
+    settings: DemoSettings, store: str, topics: dict[str, str], suffix: str, centres: np.ndarray
+) -> None:
     worker = start_worker_process(
         settings.bootstrap_servers, store, "demo@production", topics, f"demo-{suffix}", settings.backend,
         settings.dask_workers, settings.batch_max_records, settings.metrics_port, settings.scheduler,
@@ -92,7 +92,6 @@ def _run(settings: DemoSettings, workdir: Path) -> None:
     finally:
         code = stop_worker_process(worker)
         print(f"worker stopped with exit code {code}", flush=True)
-        delete_topics_after_use(settings.bootstrap_servers, list(topics.values()))
 
 
 def _write_history(workdir: Path, centres: np.ndarray, settings: DemoSettings) -> Path:

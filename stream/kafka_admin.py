@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
@@ -68,8 +69,20 @@ def delete_topics_after_use(bootstrap_servers: str, topics: Sequence[str], timeo
     that is being cleaned up after."""
     try:
         delete_topics(bootstrap_servers, topics, timeout_s)
-    except KafkaSetupError as exc:
+    except Exception as exc:  # noqa: BLE001 - clean-up: whatever went wrong is reported, never raised
         log.warning("could not delete the topics %s: %s", ", ".join(topics), exc)
+
+
+@contextmanager
+def temporary_topics(bootstrap_servers: str, partitions: Mapping[str, int]) -> Iterator[None]:
+    """Topics (name → partition count) that exist for the ``with`` block: created, then deleted
+    when it ends, also when it fails (the bench's and the demo's throwaway topics)."""
+    try:
+        for name, count in partitions.items():
+            create_topics(bootstrap_servers, [name], count)
+        yield
+    finally:
+        delete_topics_after_use(bootstrap_servers, list(partitions))
 
 
 def start_local_broker(bootstrap_servers: str) -> None:

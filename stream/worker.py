@@ -70,12 +70,12 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     try:
         threads = threads_per_worker(settings.max_batches_in_flight)
         client = start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size, threads)
-        warn_if_short_of_threads(client, threads)
     except BaseException:
         server.stop()
         raise
     gpu_memory = GpuMemoryMonitor(client, metrics.observe_gpu_memory) if backend == "gpu" else None
     try:
+        warn_if_short_of_threads(client, threads)
         if gpu_memory is not None:
             gpu_memory.start()
         predictor = DaskPredictor(client, backend, settings.input_format)

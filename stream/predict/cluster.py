@@ -66,8 +66,8 @@ def warn_if_short_of_threads(client: Client, wanted: int) -> list[str]:
     short = {address: threads for address, threads in client.nthreads().items() if threads < wanted}
     for address, threads in sorted(short.items()):
         log.warning(
-            "Dask worker %s runs %d thread(s), fewer than the %d this worker's batches in flight need:"
-            " a batch waits for the one before it to be produced (start it with --nthreads %d)",
+            "Dask worker %s runs %d thread(s), fewer than the %d a serving worker with these batches in"
+            " flight needs: a batch waits for the one before it to be produced (start it with --nthreads %d)",
             address,
             threads,
             wanted,

@@ -30,8 +30,8 @@ BACKEND_MODULES: dict[Backend, tuple[str, ...]] = {
     "gpu": ("cudf", "cupy", "cuml.neighbors"),
 }
 log = logging.getLogger(__name__)
-# A worker runs two tasks at once (one batch predicted while the one before it is produced), but
-# predicts one at a time: a cuML model is not safe to call from two threads.
+# A worker runs several tasks at once (a batch is predicted while the one before it is produced),
+# but predicts one at a time: a cuML model is not safe to call from two threads.
 _ONE_PREDICTION_AT_A_TIME = threading.Lock()
 
 
@@ -76,18 +76,26 @@ class ModelPlugin(WorkerPlugin):
 
 
 class FrozenHeapPlugin(WorkerPlugin):
-    """Freezes a Dask worker's start-up heap (:mod:`stream.heap`) before any model loads.
+    """Freezes a Dask worker's start-up heap (:mod:`stream.heap`), but never a model.
 
-    Registered before the model plugins, so it runs first on every worker, late joiners too.
-    The model itself is not frozen: a replaced model's objects must stay collectable.
+    A model must stay collectable: a replaced one's objects, and the device memory they hold,
+    have to go. The serving worker registers this plugin before any model plugin, so on a new
+    scheduler it is set up first on every worker, late joiners too (the scheduler keeps its
+    plugins in the order they were first registered). A worker that holds a model already (the
+    plugin came late to an existing cluster) is left as it is, and registering the plugin again
+    (another serving worker, a restart) does nothing (``idempotent``).
     """
 
     name = HEAP_PLUGIN_NAME
+    idempotent = True
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
     def setup(self, worker: Any) -> None:
+        if any(isinstance(plugin, ModelPlugin) and plugin.predictor for plugin in worker.plugins.values()):
+            log.warning("worker %s holds a model already: its heap is not frozen", worker.address)
+            return
         freeze_startup_heap(BACKEND_MODULES[self.backend])
 
 

@@ -225,7 +225,8 @@ class KafkaSource:
         to the consumer from another thread waits for a gap between polls, and the polling loop
         of :meth:`wait_paused` leaves none. A member that lost its partitions thus sends its
         offsets with its old identity, and the group coordinator fences the transaction.
-        Only exactly-once keeps it up to date (at-least-once commits from the consumer's thread).
+        Only exactly-once keeps it up to date; at-least-once, which sends no offsets with a
+        transaction, reads it from the consumer when asked (from the consumer's thread only).
         """
         if self._group_metadata is None:
             return self.consumer.consumer_group_metadata()

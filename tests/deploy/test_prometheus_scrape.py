@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from model_store import Manifest
 from stream.errors import KnnStreamError
-from stream.kafka_admin import create_topics, delete_topics
+from stream.kafka_admin import create_topics, delete_topics_after_use
 from stream.local_worker import wait_until_ok
 from stream.settings import TrainSettings
 from stream.train.job import train
@@ -111,7 +111,7 @@ def running_worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         worker.send_signal(signal.SIGTERM)
         exit_code = worker.wait(timeout=60)
         output = read_output(worker)
-        delete_topics(kafka_bootstrap, list(topics.values()))
+        delete_topics_after_use(kafka_bootstrap, list(topics.values()))
         assert exit_code == 0, output
 
 

@@ -6,6 +6,7 @@ import gc
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,14 +78,35 @@ def _heap_state() -> tuple[int, bool]:
     return gc.get_freeze_count(), "sklearn.neighbors" in sys.modules or "cuml.neighbors" in sys.modules
 
 
-def test_every_worker_freezes_its_start_up_heap_late_joiners_too(backend: Backend) -> None:
+def test_every_worker_freezes_its_start_up_heap_late_joiners_too_and_only_once(backend: Backend) -> None:
     client = start_client(backend, None, 1)
     try:
         client.register_plugin(FrozenHeapPlugin(backend))
         if backend == "cpu":  # a GPU host of one card cannot start a second dask-cuda worker
             client.cluster.scale(2)
             client.wait_for_workers(2, timeout=60)
-        states = list(client.run(_heap_state).values())
-        assert states and all(frozen > 1000 and imported for frozen, imported in states), states
+        states = client.run(_heap_state)
+        assert states and all(frozen > 1000 and imported for frozen, imported in states.values()), states
+        client.register_plugin(FrozenHeapPlugin(backend))  # another serving worker starts: nothing happens
+        again = client.run(_heap_state)
+        assert all(again[address][0] <= frozen for address, (frozen, _) in states.items()), (states, again)
+    finally:
+        close_client(client)
+
+
+def _model_collectable(version: str, dask_worker: Any = None) -> bool:
+    predictor = dask_worker.plugins[plugin_name(version)].predictor
+    return any(candidate is predictor for candidate in gc.get_objects())  # frozen objects are not listed
+
+
+@pytest.mark.parametrize("backend", ["cpu"])
+def test_a_worker_that_holds_a_model_already_is_not_frozen(tmp_path: Path, tmp_store: str, backend: Backend) -> None:
+    version = _publish(tmp_path, tmp_store)
+    client = start_client(backend, None, 1)
+    try:
+        DaskPredictor(client, backend).load(ModelPlugin(tmp_store, "blobs", version, backend))
+        client.register_plugin(FrozenHeapPlugin(backend))  # came late to a cluster serving a model
+        assert list(client.run(_model_collectable, version).values()) == [True]
+        assert [frozen for frozen, _ in client.run(_heap_state).values()] == [0]
     finally:
         close_client(client)
