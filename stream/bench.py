@@ -28,6 +28,7 @@ from confluent_kafka import Producer
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.bench_load import OutputReader, latency_phase
+from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.predict.cluster import close_client, start_client
@@ -208,9 +209,9 @@ def _stream_through_worker(
         count = max(1, int(offered * settings.latency_seconds))
         # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
         paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
-        latencies = latency_phase(
-            paced, topics["input"], reader, _records(settings, "l", count), offered, settings.format
-        )
+        records = _records(settings, "l", count)
+        freeze_startup_heap()  # the bench's own garbage collections must not show up as latency
+        latencies = latency_phase(paced, topics["input"], reader, records, offered, settings.format)
         soaked = None
         if settings.soak_seconds > 0:
             window = _soak_window(settings, producer, topics["input"], reader, offered)
