@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,14 +39,7 @@ def create_topics(
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     new = [NewTopic(topic, partitions, 1, config=dict(config or {})) for topic in topics]
     futures = admin.create_topics(new, operation_timeout=timeout_s)
-    for topic, future in futures.items():
-        try:
-            future.result(timeout=timeout_s)
-        except TimeoutError as exc:
-            raise KafkaSetupError(f"cannot create topic {topic}: no answer within {timeout_s:.0f} s") from exc
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise KafkaSetupError(f"cannot create topic {topic}: {exc.args[0]}") from exc
+    _await_each(futures, "create", KafkaError.TOPIC_ALREADY_EXISTS, timeout_s)
 
 
 def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout_s: float = 30.0) -> None:
@@ -54,14 +48,20 @@ def delete_topics(bootstrap_servers: str, topics: Sequence[str], timeout_s: floa
         return
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     futures = admin.delete_topics(list(topics), operation_timeout=timeout_s)
+    _await_each(futures, "delete", KafkaError.UNKNOWN_TOPIC_OR_PART, timeout_s)
+
+
+def _await_each(futures: Mapping[str, Future[None]], action: str, already_done: int, timeout_s: float) -> None:
+    """Wait for each topic's operation; ``already_done`` is the error code meaning there was
+    nothing to do (the topic existed already, or was gone already)."""
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout_s)
         except TimeoutError as exc:
-            raise KafkaSetupError(f"cannot delete topic {topic}: no answer within {timeout_s:.0f} s") from exc
+            raise KafkaSetupError(f"cannot {action} topic {topic}: no answer within {timeout_s:.0f} s") from exc
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise KafkaSetupError(f"cannot delete topic {topic}: {exc.args[0]}") from exc
+            if exc.args[0].code() != already_done:
+                raise KafkaSetupError(f"cannot {action} topic {topic}: {exc.args[0]}") from exc
 
 
 def delete_topics_after_use(bootstrap_servers: str, topics: Sequence[str], timeout_s: float = 30.0) -> None:

@@ -122,7 +122,9 @@ class DaskPredictor:
         ``None`` when any record is not clean (the caller decodes the batch and dead-letters the
         bad ones)."""
         version, shadow_version = self._versions()
-        _, futures = self._submit_parts(score_lines_on_worker, values, keys, n_features, self._input_format)
+        _, futures = self._submit_parts(
+            score_lines_on_worker, values, keys, n_features, version, shadow_version, self._input_format
+        )
         answers: list[ScoredLines | None] = self._client.gather(futures)
         scored = [answer for answer in answers if answer is not None]
         if len(scored) < len(answers):
@@ -136,7 +138,7 @@ class DaskPredictor:
         """Score raw records (values and keys in step) on the workers, which also produce the
         predictions (:mod:`stream.sink.workers`); returns at once, before the workers are done."""
         version, shadow_version = self._versions()
-        extra = (output_topic, self._input_format)
+        extra = (version, shadow_version, output_topic, self._input_format)
         bounds, futures = self._submit_parts(score_and_produce_on_worker, values, keys, n_features, *extra)
         return ProducedParts(self._client, bounds, futures, version, shadow_version)
 
@@ -146,17 +148,14 @@ class DaskPredictor:
         return self.version, self.shadow_version
 
     def _submit_parts(
-        self, task: Callable[..., Any], values: list[bytes], keys: list[bytes | None], n_features: int, *extra: Any
+        self, task: Callable[..., Any], values: list[bytes], keys: list[bytes | None], n_features: int, *args: Any
     ) -> tuple[list[tuple[int, int]], list[Any]]:
-        """One ``task(payload, keys, n_features, version, shadow_version, *extra)`` per worker,
-        each on its part of the batch; the parts' bounds and futures."""
-        version, shadow_version = self._versions()
+        """One ``task(payload, keys, n_features, *args)`` per worker, each on its part of the
+        batch; the parts' bounds and futures."""
         bounds = split_bounds(len(values), self._worker_count())
         payloads = self._scatter_parts(values, bounds)
         futures = [
-            self._client.submit(
-                task, payload, _part_keys(keys, start, stop), n_features, version, shadow_version, *extra, pure=False
-            )
+            self._client.submit(task, payload, _part_keys(keys, start, stop), n_features, *args, pure=False)
             for payload, (start, stop) in zip(payloads, bounds, strict=True)
         ]
         return bounds, futures

@@ -10,7 +10,7 @@ turns a batch into an array with one copy (and a GPU worker into a device array 
 
 Both formats have the same three steps: a check on the driver, without a Python loop per record,
 that a batch looks clean (:func:`looks_clean`); the joined values parsed on a Dask worker
-(:func:`parse_joined`); and, for a batch that is not clean, decoding record by record with a dead
+(:func:`stream.predict.lines.parse_part`); and, for a batch that is not clean, decoding record by record with a dead
 letter naming the reason of each bad record (:func:`decode_batch_as`).
 """
 
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from stream.errors import RecordError
 from stream.settings import InputFormat
-from stream.source.decode import DecodedBatch, decode_batch, decode_each, decode_lines, one_line_values
+from stream.source.decode import DecodedBatch, decode_batch, decode_each, one_line_values
 
 FLOAT32 = np.dtype("<f4")
 
@@ -48,16 +48,6 @@ def looks_clean(
 def joined(input_format: InputFormat, values: Sequence[bytes]) -> bytes:
     """The batch's values as one payload: JSON lines, or the float32 matrix's bytes."""
     return b"\n".join(values) if input_format == "json" else b"".join(values)
-
-
-def parse_joined(
-    input_format: InputFormat, payload: bytes, keys: pa.Array, n_features: int
-) -> tuple[pa.Array, np.ndarray] | None:
-    """Ids (Arrow strings) and the float32 features (host) of a :func:`joined` payload of
-    ``len(keys)`` records; ``None`` when any record is not clean."""
-    if input_format == "json":
-        return decode_lines(payload, len(keys), n_features)
-    return parse_float32(payload, keys, n_features)
 
 
 def parse_float32(payload: bytes, keys: pa.Array, n_features: int) -> tuple[pa.Array, np.ndarray] | None:

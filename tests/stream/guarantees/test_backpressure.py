@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from model_store import Manifest
 from tests.stream.guarantees.scenario import (
@@ -40,13 +39,6 @@ BACKLOG_BYTES = 480_000_000  # the input records are padded to add up to this
 CONSUMER_PREFETCH = 64 * MIB  # librdkafka queued.max.messages.kbytes (default): fetched, not yet polled
 ALLOWANCE = 128 * MIB  # interpreter objects of the batches in hand, decoding buffers, allocator slack
 GLIBC = {"MALLOC_ARENA_MAX": "2"}
-
-
-def _delete(bootstrap: str, topics: Topics) -> None:
-    """The backlog is large: give the shared broker its disk back."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.delete_topics([topics.input, topics.output, topics.dlq]).values():
-        future.result(timeout=30)
 
 
 def test_slow_output_pauses_input_and_memory_stays_bounded(
@@ -78,7 +70,6 @@ def test_slow_output_pauses_input_and_memory_stays_bounded(
         result = tally(positions, prediction_ids(read_topic(kafka_bootstrap, names.output)))
     finally:
         offsets.close()
-        _delete(kafka_bootstrap, names)
     backlog = scale.records * padding
     # fetched + the batches in flight (their records, and the copy joined for the Dask workers to
     # parse) + the one read ahead

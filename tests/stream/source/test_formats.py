@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from stream.errors import RecordError
-from stream.source.formats import decode_batch_as, decode_float32_value, joined, looks_clean, parse_joined
+from stream.predict.lines import parse_part
+from stream.source.formats import decode_batch_as, decode_float32_value, joined, looks_clean
 from tests.fakes import FakeMessage
 
 ROWS = [[0.5, -1.25, 3.0], [1e-3, 2.5e6, -7.0]]
@@ -27,8 +28,10 @@ def _json(key: bytes, row: list[float]) -> bytes:
 
 def test_both_formats_parse_to_the_same_ids_and_features() -> None:
     keys = pa.array(KEYS, pa.binary())
-    from_json = parse_joined("json", joined("json", [_json(k, r) for k, r in zip(KEYS, ROWS, strict=True)]), keys, 3)
-    from_float32 = parse_joined("float32", joined("float32", [_float32(r) for r in ROWS]), keys, 3)
+    from_json = parse_part(
+        "json", joined("json", [_json(k, r) for k, r in zip(KEYS, ROWS, strict=True)]), keys, 3, "cpu"
+    )
+    from_float32 = parse_part("float32", joined("float32", [_float32(r) for r in ROWS]), keys, 3, "cpu")
     assert from_json is not None and from_float32 is not None
     assert from_json[0].to_pylist() == from_float32[0].to_pylist() == ["a", "é"]
     assert from_float32[1].dtype == np.float32
@@ -45,7 +48,7 @@ def test_both_formats_parse_to_the_same_ids_and_features() -> None:
     ],
 )
 def test_a_float32_part_with_a_bad_record_is_not_parsed(values: list[bytes], keys: list[bytes]) -> None:
-    assert parse_joined("float32", joined("float32", values), pa.array(keys, pa.binary()), 3) is None
+    assert parse_part("float32", joined("float32", values), pa.array(keys, pa.binary()), 3, "cpu") is None
 
 
 def test_the_driver_sends_only_float32_batches_that_look_clean() -> None:
