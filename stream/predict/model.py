@@ -130,9 +130,27 @@ class KnnPredictor:
         return df.DataFrame({"prediction": labels, "distance": df.Series(distances[:, 0])})
 
     def predict_host(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Predictions and distances as host NumPy arrays."""
-        frame = self.predict(features)
-        return frame["prediction"].to_numpy(), frame["distance"].to_numpy()
+        """Predictions and distances (to the nearest neighbour) as host NumPy arrays.
+
+        The serving path. On the GPU it stays in CuPy from the neighbour search to the one copy
+        of each result to the host, with no dataframe in between: every cuDF call lets go of the
+        GIL and then waits to take it back, which a worker producing on another thread makes
+        slow. Like :meth:`predict`, a large batch is predicted in pieces.
+        """
+        if self.backend != "gpu":
+            return self._predict_host_rows(np.asarray(features, dtype=np.float32))
+        rows = self._xp.asarray(getattr(features, "values", features), dtype=self._xp.float32)
+        return predict_in_pieces(self._predict_host_rows, rows, _concat_pairs, self.max_rows)
+
+    def _predict_host_rows(self, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+        distances, indices = self.kneighbors(rows)
+        neighbour_targets = self._targets[indices]
+        if self.index.task == "classification":
+            codes = vote(neighbour_targets, len(self.index.classes), self._xp)
+            predictions = self.index.classes[_on_host(codes)]
+        else:
+            predictions = _on_host(neighbour_targets.mean(axis=1))
+        return predictions, _on_host(distances[:, 0])
 
 
 def vote(neighbour_codes: Any, n_classes: int, xp: Any) -> Any:
@@ -143,6 +161,16 @@ def vote(neighbour_codes: Any, n_classes: int, xp: Any) -> Any:
     for column in range(neighbour_codes.shape[1]):
         counts[row_numbers, neighbour_codes[:, column]] += 1
     return counts.argmax(axis=1)
+
+
+def _on_host(array: Any) -> np.ndarray:
+    """A NumPy copy of a CuPy array (NumPy arrays as they are)."""
+    to_host = getattr(array, "get", None)
+    return to_host() if callable(to_host) else np.asarray(array)
+
+
+def _concat_pairs(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([first for first, _ in pieces]), np.concatenate([second for _, second in pieces])
 
 
 def _fit_search(index: KnnIndex, backend: Backend) -> Any:

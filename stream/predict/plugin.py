@@ -14,16 +14,20 @@ import logging
 import threading
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from distributed import WorkerPlugin, get_worker
 
 from model_store import ModelStore
-from stream.backend import Backend, get_df_pkg
+from stream.backend import Backend
+from stream.errors import KnnStreamError
 from stream.heap import freeze_startup_heap
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
 
 PLUGIN_PREFIX = "knnstream-model-"
 HEAP_PLUGIN_NAME = "knnstream-frozen-heap"
+WARM_UP_ROWS = 1_000
 # The libraries a model of each backend loads: imported before the start-up heap is frozen.
 BACKEND_MODULES: dict[Backend, tuple[str, ...]] = {
     "cpu": ("pandas", "sklearn.neighbors"),
@@ -33,6 +37,10 @@ log = logging.getLogger(__name__)
 # A worker runs several tasks at once (a batch is predicted while the one before it is produced),
 # but predicts one at a time: a cuML model is not safe to call from two threads.
 _ONE_PREDICTION_AT_A_TIME = threading.Lock()
+
+
+class FeatureShapeError(KnnStreamError):
+    """A batch's feature matrix does not have the model's number of features."""
 
 
 def plugin_name(version: str) -> str:
@@ -62,6 +70,8 @@ class ModelPlugin(WorkerPlugin):
             rows, n_features = index.features.shape
             check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes())
         self.predictor = build_predictor(index, self.backend)
+        if self.backend == "gpu":
+            warm_up(self.predictor)
         log.info(
             "model %s:%s loaded on worker %s (%d rows, backend %s)",
             self.model_name,
@@ -73,6 +83,12 @@ class ModelPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         self.predictor = None
+
+
+def warm_up(predictor: KnnPredictor, rows: int = WARM_UP_ROWS) -> None:
+    """Predict a few rows once, so the first batch served does not pay the one-time costs
+    (CUDA kernels compiled, the GPU libraries' handles and workspaces created)."""
+    predictor.predict_host(np.zeros((rows, predictor.index.n_features), dtype=np.float32))
 
 
 class FrozenHeapPlugin(WorkerPlugin):
@@ -118,20 +134,23 @@ def predict_on_worker(features: Any, version: str, shadow_version: str | None = 
     """Dask task: predict one partition of rows with ``version`` (and ``shadow_version``).
 
     ``features`` are host rows sent by the driver (only host arrays cross the network), or a
-    matrix parsed on this worker (:mod:`stream.predict.lines`). They become a dataframe of the
-    worker's backend here (a cuDF frame on a GPU worker). Returns a pandas frame of
-    ``prediction`` and ``distance``, and the shadow's predictions as an array (or ``None``).
+    matrix parsed on this worker (:mod:`stream.predict.lines`, a CuPy matrix on a GPU worker).
+    Returns a pandas frame of ``prediction`` and ``distance``, and the shadow's predictions as
+    an array (or ``None``).
     """
-    plugin = worker_plugin(version)
-    frame = get_df_pkg(plugin.backend).DataFrame(features, columns=plugin.feature_names)
+    rows = feature_rows(features, len(worker_plugin(version).feature_names))
     with _ONE_PREDICTION_AT_A_TIME:
-        predicted = _to_host(worker_predictor(version).predict(frame))
+        predictions, distances = worker_predictor(version).predict_host(rows)
         shadow = None
         if shadow_version is not None:
-            shadow = _to_host(worker_predictor(shadow_version).predict(frame))["prediction"].to_numpy()
-    return predicted, shadow
+            shadow, _ = worker_predictor(shadow_version).predict_host(rows)
+    return pd.DataFrame({"prediction": predictions, "distance": distances}), shadow
 
 
-def _to_host(frame: Any) -> Any:
-    to_pandas = getattr(frame, "to_pandas", None)
-    return to_pandas() if callable(to_pandas) else frame
+def feature_rows(features: Any, n_features: int) -> Any:
+    """``features`` as a matrix of one row per record, checked against the model's feature count."""
+    rows = getattr(features, "values", features)
+    if getattr(rows, "ndim", 0) != 2 or rows.shape[1] != n_features:
+        shape = getattr(rows, "shape", None)
+        raise FeatureShapeError(f"features of shape {shape} for a model of {n_features} features")
+    return rows

@@ -35,6 +35,25 @@ def test_regression_equals_scikit_learn(backend: Backend) -> None:
     np.testing.assert_allclose(predicted, reference.predict(queries), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_serving_path_equals_the_dataframe_path_also_in_pieces(backend: Backend, task: str) -> None:
+    features, labels = _blobs(2000, 4)
+    targets = np.array(["ant", "bee", "cat", "dog"])[labels] if task == "classification" else labels * 0.5
+    index = index_from_training_data(task, 5, "euclidean", features, targets)
+    queries, _ = _blobs(1000, 5)
+    frame = build_predictor(index, backend).predict(queries)
+    for max_rows in (65_536, 300):  # one piece, and four (on the GPU)
+        predicted, distances = build_predictor(index, backend, max_rows).predict_host(queries)
+        assert isinstance(predicted, np.ndarray) and isinstance(distances, np.ndarray) and len(predicted) == 1000
+        np.testing.assert_array_equal(predicted, _on_host(frame["prediction"]))
+        np.testing.assert_allclose(distances, _on_host(frame["distance"]), rtol=1e-6)
+
+
+def _on_host(column: object) -> np.ndarray:
+    to_pandas = getattr(column, "to_pandas", None)
+    return np.asarray((to_pandas() if callable(to_pandas) else column).to_numpy())  # type: ignore[attr-defined]
+
+
 def test_vote_breaks_ties_towards_the_smallest_class() -> None:
     codes = np.array([[2, 1, 2, 1], [0, 3, 3, 0], [1, 1, 1, 2]])
     np.testing.assert_array_equal(vote(codes, 4, np), [1, 0, 1])

@@ -16,7 +16,7 @@ from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor, ModelLoadError
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
-from stream.predict.plugin import FrozenHeapPlugin, ModelPlugin, plugin_name
+from stream.predict.plugin import FeatureShapeError, FrozenHeapPlugin, ModelPlugin, feature_rows, plugin_name
 from stream.settings import TrainSettings
 from stream.train.job import train
 from tests.helpers import blobs, write_history
@@ -110,3 +110,12 @@ def test_a_worker_that_holds_a_model_already_is_not_frozen(tmp_path: Path, tmp_s
         assert [frozen for frozen, _ in client.run(_heap_state).values()] == [0]
     finally:
         close_client(client)
+
+
+def test_a_matrix_of_another_feature_count_is_refused_by_name() -> None:
+    rows = np.zeros((3, 4), dtype=np.float32)
+    assert feature_rows(rows, 4) is rows
+    with pytest.raises(FeatureShapeError, match=r"shape \(3, 4\) for a model of 5 features"):
+        feature_rows(rows, 5)
+    with pytest.raises(FeatureShapeError, match=r"shape \(4,\)"):
+        feature_rows(np.zeros(4, dtype=np.float32), 4)
