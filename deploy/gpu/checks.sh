@@ -30,12 +30,26 @@ run_tests() {
     | grep -vE '^(PASSED|  )' | tail -60
 }
 
-bench() {  # bench NAME ARGS...
+bench() {  # bench NAME ARGS...: the run's JSON, and a one-line summary in $OUT/bench-summary.txt
   local name=$1; shift
   echo "--- knnstream bench $*"
   python3 -m stream --log-level WARNING bench --json "$@" 2>"$OUT/bench-$name.err" \
     | tee "$OUT/bench-$name.json"
-  tail -3 "$OUT/bench-$name.err"
+  grep -v '"level": "info"' "$OUT/bench-$name.err" | tail -3
+  python3 - "$name" "$OUT/bench-$name.json" >>"$OUT/bench-summary.txt" <<'PY'
+import json, sys
+name, path = sys.argv[1:]
+try:
+    run = json.load(open(path))
+except ValueError:
+    sys.exit(print(f"{name}: no result (see bench-{name}.err)"))
+print(f"{name}: raw {run['raw_rows_per_s']:,.0f} e2e {run['e2e_rows_per_s']:,.0f} rows/s ({run['ratio']:.2f}),"
+      f" p50 / p99 {run['p50_ms']:.0f} / {run['p99_ms']:.0f} ms at {run['offered_rows_per_s']:,.0f}/s")
+PY
+}
+
+pack_logs() {  # every log of the run in one file: a GPU host may hand back only a few files
+  tar czf /tmp/knnstream-gpu-logs.tar.gz -C "$OUT" --exclude '*.tar.gz' . && mv /tmp/knnstream-gpu-logs.tar.gz "$OUT/logs.tar.gz"
 }
 
 train_time() {  # train_time WORKERS
@@ -55,9 +69,12 @@ run_bench() {
   bench 1gpu-50k-wait20 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --batch-max-wait-ms 20
   bench 1gpu-50k-float32-4x-wait20 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --format float32 --max-batches-in-flight 4 --batch-max-wait-ms 20
   bench 1gpu-10k-4x --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 300000 --partitions 8 --workers 1 --max-batches-in-flight 4
+  bench 1gpu-50k-float32-4x-2m --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 2000000 --partitions 8 --workers 1 --format float32 --max-batches-in-flight 4 --latency-seconds 3
   if [ "$gpus" -ge 2 ]; then
     bench 2gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2
-    bench 2gpu-50k-float32-4x --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2 --format float32 --max-batches-in-flight 4
+    bench 2gpu-50k-json-4x --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 1000000 --partitions 8 --workers 2 --max-batches-in-flight 4 --latency-seconds 3
+    bench 2gpu-50k-float32-4x-2m --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 2000000 --partitions 8 --workers 2 --format float32 --max-batches-in-flight 4 --latency-seconds 3
+    bench 2gpu-50k-float32-8x-2m --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 2000000 --partitions 8 --workers 2 --format float32 --max-batches-in-flight 8 --latency-seconds 3
   fi
   python3 - <<'PY'
 import numpy as np, pandas as pd
@@ -70,6 +87,8 @@ frame.to_parquet("/tmp/knnstream-train.parquet", row_group_size=125_000)
 PY
   train_time 1
   [ "$gpus" -ge 2 ] && train_time 2
+  cat "$OUT/bench-summary.txt"
+  pack_logs
 }
 
 run_demo() {
@@ -83,6 +102,7 @@ run_compare() {  # one workload, both backends (an index the CPU backend finishe
                   --workers 1 --latency-seconds 3)
   bench compare-gpu --backend gpu "${workload[@]}"
   bench compare-cpu --backend cpu "${workload[@]}"
+  pack_logs
 }
 
 BUSY='import re, sys, urllib.request
@@ -114,7 +134,7 @@ case "${1:-}" in
   demo) run_demo ;;
   bench) run_bench ;;
   compare) run_compare ;;
-  bench-one) shift; start_broker && bench "$@" ;;
+  bench-one) shift; start_broker && bench "$@" && pack_logs ;;
   profile) shift; run_profile "$@" ;;
   *) echo "usage: $0 tests|demo|bench|compare|bench-one NAME ARGS..." >&2; exit 2 ;;
 esac
