@@ -79,8 +79,12 @@ class KafkaSink:
         self._failures = []
         producer = self.producer
         shared_headers: Headers = list(headers)  # one list for every record, not one per record
+        produce = producer.produce  # the worker's hot loop: value and key passed by position
         for key, value in zip(keys, values, strict=True):
-            produce_value(producer, topic, key, value, shared_headers)
+            try:
+                produce(topic, value, key, headers=shared_headers)
+            except BufferError:
+                produce_value(producer, topic, key, value, shared_headers)  # waits for room
         self._await_acknowledgements(len(keys))
 
     def close(self, timeout_s: float = 10.0) -> None:

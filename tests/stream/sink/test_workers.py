@@ -9,6 +9,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from stream.errors import DeliveryError
+from stream.sink.kafka import KafkaSink
 from stream.sink.workers import ProducerPlugin, worker_producer
 from tests.helpers import consume_until
 
@@ -49,3 +50,19 @@ def test_a_record_the_broker_refuses_fails_the_task(client: Client, new_topic: C
     topic = new_topic("small", config={"max.message.bytes": "200"})
     with pytest.raises(DeliveryError, match="not delivered"):
         client.submit(_deliver, topic, [b"a", b"b"], [b"small", b"x" * 5000], pure=False).result(timeout=60)
+
+
+def test_a_full_producer_queue_waits_for_room_and_loses_nothing(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic("full-queue")
+    config = {"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": 10, "linger.ms": 50}
+    sink = KafkaSink(config, delivery_timeout_s=30)
+    keys = [f"k{i}".encode() for i in range(500)]
+    try:
+        sink.deliver_values(topic, keys, [f"v{i}".encode() for i in range(500)], HEADERS)
+    finally:
+        sink.close()
+    messages = consume_until(kafka_bootstrap, topic, lambda got: len(got) >= 500, timeout_s=60)
+    assert sorted(m.key() for m in messages) == sorted(keys)
+    assert all(m.headers() == list(HEADERS) for m in messages)
