@@ -25,3 +25,21 @@ def test_a_latency_phase_whose_records_cannot_be_sent_fails_with_the_senders_err
             latency_phase(producer, "no such topic!", reader, [FeatureRecord("a", [1.0])], 100.0)
     finally:
         reader.close()
+
+
+def test_the_reader_counts_each_keyed_prediction_once_and_skips_unkeyed_ones(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic("out")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for key in (b"a", b"b", b"a", None, "é".encode()):
+        producer.produce(topic, value=b'{"prediction": 1}', key=key)
+    producer.flush(10)
+    reader = OutputReader(kafka_bootstrap, topic)
+    try:
+        reader.wait_for(3, timeout_s=60)
+        assert sorted(reader.received_at) == ["a", "b", "é"]
+        with pytest.raises(KnnStreamError, match="only 3 of 4 predictions"):
+            reader.wait_for(4, timeout_s=2)
+    finally:
+        reader.close()
