@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from stream.errors import KnnStreamError
 from stream.produce import FeatureRecord, send
@@ -24,7 +24,8 @@ class OutputReader:
             "bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest", "enable.auto.commit": False,
         })  # fmt: skip
-        self._consumer.subscribe([topic])
+        self._assigned = False
+        self._consumer.subscribe([topic], on_assign=self._on_assign)
         self.received_at: dict[str, float] = {}
 
     @property
@@ -41,12 +42,26 @@ class OutputReader:
                 raise KnnStreamError(f"only {self.count} of {count} predictions within {timeout_s:.0f} s")
             # A batch consume waits for as many messages as it asks for: a short timeout, so that
             # each arrival is timed when it comes, not when 10,000 have come.
-            # A prediction is keyed like its record, i.e. by the record's id: reading the key, not
-            # parsing the value, keeps this reader (one Python thread) well ahead of the worker.
-            for message in self._consumer.consume(num_messages=10_000, timeout=0.005):
-                key = message.key()
-                if message.error() is None and key is not None:
-                    self.received_at.setdefault(key.decode(), time.monotonic())
+            self._read(timeout_s=0.005)
+
+    def _read(self, timeout_s: float) -> None:
+        # A prediction is keyed like its record, i.e. by the record's id: reading the key, not
+        # parsing the value, keeps this reader (one Python thread) well ahead of the worker.
+        for message in self._consumer.consume(num_messages=10_000, timeout=timeout_s):
+            key = message.key()
+            if message.error() is None and key is not None:
+                self.received_at.setdefault(key.decode(), time.monotonic())
+
+    def wait_until_assigned(self, timeout_s: float) -> None:
+        """Join the reader's group before the clock starts: its own start-up is not the worker's."""
+        deadline = time.monotonic() + timeout_s
+        while not self._assigned:
+            if time.monotonic() > deadline:
+                raise KnnStreamError(f"the output topic's reader got no partitions within {timeout_s:.0f} s")
+            self._read(timeout_s=0.05)
+
+    def _on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        self._assigned = True
 
     def forget(self) -> None:
         """Start counting afresh (a long soak would otherwise remember every id)."""

@@ -44,7 +44,8 @@ try:
 except ValueError:
     sys.exit(print(f"{name}: no result (see bench-{name}.err)"))
 print(f"{name}: raw {run['raw_rows_per_s']:,.0f} e2e {run['e2e_rows_per_s']:,.0f} rows/s ({run['ratio']:.2f}),"
-      f" p50 / p99 {run['p50_ms']:.0f} / {run['p99_ms']:.0f} ms at {run['offered_rows_per_s']:,.0f}/s")
+      f" p50 / p99 {run['p50_ms']:.0f} / {run['p99_ms']:.0f} ms at {run['offered_rows_per_s']:,.0f}/s;"
+      f" after the first prediction ({run['first_prediction_s']:.2f} s) {run['e2e_after_first_rows_per_s']:,.0f} rows/s")
 PY
 }
 

@@ -33,6 +33,11 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     assert printed["batch_max_wait_ms"] == 50
     assert printed["format"] == record_format
     assert printed["offered_rows_per_s"] == pytest.approx(result.e2e_rows_per_s / 2)
+    # the backlog's time = its start-up (to the first prediction) + the time after it
+    backlog_s = settings.records / printed["e2e_rows_per_s"]
+    assert 0 < printed["first_prediction_s"] < backlog_s
+    after_first_s = settings.records / printed["e2e_after_first_rows_per_s"]
+    assert printed["first_prediction_s"] + after_first_s == pytest.approx(backlog_s, abs=0.05)
     assert len(printed["soak_worker_rss_mib"]) == 2
     samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)
     assert all(0 < own <= tree for own, tree in samples)

@@ -37,6 +37,7 @@ def test_the_reader_counts_each_keyed_prediction_once_and_skips_unkeyed_ones(
     producer.flush(10)
     reader = OutputReader(kafka_bootstrap, topic)
     try:
+        reader.wait_until_assigned(timeout_s=60)
         reader.wait_for(3, timeout_s=60)
         assert sorted(reader.received_at) == ["a", "b", "é"]
         with pytest.raises(KnnStreamError, match="only 3 of 4 predictions"):
