@@ -73,14 +73,18 @@ class DaskPredictor:
     all name the same version, so no batch is predicted by a mix of versions.
     """
 
-    def __init__(self, client: Client, backend: Backend, input_format: InputFormat = "json") -> None:
+    def __init__(
+        self, client: Client, backend: Backend, input_format: InputFormat = "json", batches_in_flight: int = 1
+    ) -> None:
         self._client = client
         self._backend = backend
         self._input_format = input_format  # of the raw values given to predict_lines and produce_lines
+        self._batches_in_flight = max(1, batches_in_flight)
         self.version: str | None = None
         self.shadow_version: str | None = None
-        self._workers = 1
+        self._workers: list[str] = []
         self._workers_checked_at = -WORKER_COUNT_TTL_S
+        self._next_worker = itertools.count()  # where the next part of raw records goes
 
     def load(self, plugin: ModelPlugin) -> None:
         """Register the plugin; returns once every current worker has loaded and verified it."""
@@ -111,7 +115,7 @@ class DaskPredictor:
         if self.version is None:
             raise ModelLoadError("no model version is active")
         version, shadow_version = self.version, self.shadow_version
-        parts = split_rows(features, self._worker_count())
+        parts = split_rows(features, max(1, len(self._worker_addresses())))
         futures = [self._client.submit(predict_on_worker, part, version, shadow_version, pure=False) for part in parts]
         return _combine(self._client.gather(futures), version, shadow_version)
 
@@ -150,22 +154,35 @@ class DaskPredictor:
     def _submit_parts(
         self, task: Callable[..., Any], values: list[bytes], keys: list[bytes | None], n_features: int, *args: Any
     ) -> tuple[list[tuple[int, int]], list[Any]]:
-        """One ``task(payload, keys, n_features, *args)`` per worker, each on its part of the
-        batch; the parts' bounds and futures."""
-        bounds = split_bounds(len(values), self._worker_count())
-        payloads = self._scatter_parts(values, bounds)
-        futures = [
-            self._client.submit(task, payload, _part_keys(keys, start, stop), n_features, *args, pure=False)
-            for payload, (start, stop) in zip(payloads, bounds, strict=True)
-        ]
+        """``task(payload, keys, n_features, *args)`` on each part of the batch, each part on the
+        next worker in turn; the parts' bounds and futures.
+
+        A batch is split into only as many parts as keep every worker busy with the batches in
+        flight: with at least as many batches in flight as workers, each batch goes whole to one
+        worker, which predicts it in one piece and makes one round trip for it.
+        """
+        workers = self._worker_addresses()
+        bounds = split_bounds(len(values), parts_per_batch(len(workers), self._batches_in_flight))
+        futures = []
+        for start, stop in bounds:
+            target = workers[next(self._next_worker) % len(workers)] if workers else None
+            # The values go as data to the worker that runs the task, not inside the task's graph.
+            payload, placed = self._scatter_to(joined(self._input_format, values[start:stop]), target)
+            where = {} if placed is None else {"workers": placed, "allow_other_workers": True}
+            part_keys = _part_keys(keys, start, stop)
+            futures.append(self._client.submit(task, payload, part_keys, n_features, *args, **where, pure=False))
         return bounds, futures
 
-    def _scatter_parts(self, values: list[bytes], bounds: list[tuple[int, int]]) -> list[Any]:
-        """Each part's values joined, sent to the workers as data, not inside the tasks (no large
-        task graphs)."""
-        parts = [joined(self._input_format, values[start:stop]) for start, stop in bounds]
-        scattered: list[Any] = self._client.scatter(parts, hash=False)
-        return scattered
+    def _scatter_to(self, payload: bytes, target: str | None) -> tuple[Any, list[str] | None]:
+        """``payload`` scattered to ``target``, or to any worker when that one has gone (the
+        workers' list is then read again for the next part); the future and where it went."""
+        if target is not None:
+            try:
+                return self._client.scatter(payload, workers=[target], hash=False), [target]
+            except (KeyError, TimeoutError, OSError) as exc:
+                log.warning("Dask worker %s is gone (%r); the part goes to any worker", target, exc)
+                self._workers_checked_at = -WORKER_COUNT_TTL_S
+        return self._client.scatter(payload, hash=False), None
 
     def _forget(self, version: str) -> None:
         try:
@@ -173,11 +190,11 @@ class DaskPredictor:
         except (ValueError, KeyError) as exc:
             log.debug("plugin of version %s was not registered: %s", version, exc)
 
-    def _worker_count(self) -> int:
-        """How many parts a batch is split into; asked of the scheduler at most every few seconds."""
+    def _worker_addresses(self) -> list[str]:
+        """The workers' addresses, asked of the scheduler at most every few seconds."""
         now = time.monotonic()
         if now >= self._workers_checked_at + WORKER_COUNT_TTL_S:
-            self._workers = max(1, len(self._client.scheduler_info(n_workers=-1)["workers"]))
+            self._workers = sorted(self._client.scheduler_info(n_workers=-1)["workers"])
             self._workers_checked_at = now
         return self._workers
 
@@ -193,6 +210,12 @@ def _part_keys(keys: list[bytes | None], start: int, stop: int) -> pa.Array:
     """A part's keys as one Arrow array of their own: one object in the task, not a list Dask walks
     through, and not a slice of the batch's array (a pickled slice carries the whole buffers)."""
     return pa.array(keys[start:stop], pa.binary())
+
+
+def parts_per_batch(workers: int, batches_in_flight: int) -> int:
+    """Parts per batch that keep ``workers`` busy with ``batches_in_flight`` batches: one part
+    per worker with one batch in flight, a whole batch per worker with as many batches as workers."""
+    return max(1, workers // max(1, batches_in_flight))
 
 
 def split_rows(rows: Any, parts: int) -> list[Any]:

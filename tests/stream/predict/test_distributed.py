@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+from distributed import Client
 
 from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
-from stream.predict.distributed import DaskPredictor
+from stream.predict.distributed import DaskPredictor, parts_per_batch
+from stream.predict.lines import score_lines_on_worker
 from stream.predict.plugin import ModelPlugin
 from stream.settings import TrainSettings
 from stream.sink.workers import ProducerPlugin
@@ -60,3 +64,49 @@ def test_workers_produce_the_clean_parts_and_hand_back_the_others(
         assert {m.headers()[0][1].decode() for m in messages} == {version}
     finally:
         close_client(client)
+
+
+@pytest.mark.parametrize(
+    ("workers", "in_flight", "parts"), [(1, 1, 1), (2, 1, 2), (2, 2, 1), (2, 4, 1), (4, 2, 2), (3, 2, 1), (0, 2, 1)]
+)
+def test_a_batch_is_split_only_as_far_as_keeps_every_worker_busy(workers: int, in_flight: int, parts: int) -> None:
+    assert parts_per_batch(workers, in_flight) == parts
+
+
+@pytest.mark.parametrize("backend", ["cpu"])  # a GPU host of one card runs one dask-cuda worker
+def test_with_a_batch_in_flight_per_worker_each_batch_goes_whole_to_the_next_worker(
+    tmp_path: Path, tmp_store: str, backend: Backend
+) -> None:
+    data = write_history(tmp_path / "history.parquet", rows=2000)
+    version = train(TrainSettings(data=str(data), label="label", store=tmp_store, name="blobs", backend="cpu")).version
+    client = start_client(backend, None, 2)
+    try:
+        client.wait_for_workers(2, timeout=60)
+        rows = blobs(40, seed=6)[0].astype(np.float32)
+        values, keys = _lines("c", rows), [f"c{i}".encode() for i in range(40)]
+        split = DaskPredictor(client, backend, batches_in_flight=1)
+        split.load(ModelPlugin(tmp_store, "blobs", version, backend))
+        split.activate(version)
+        expected = split.predict(rows).frame["prediction"].to_numpy()
+        bounds, futures = split._submit_parts(score_lines_on_worker, values, keys, N_FEATURES, version)
+        assert bounds == [(0, 20), (20, 40)] and len(_ran_on(client, futures)) == 2
+
+        whole = DaskPredictor(client, backend, batches_in_flight=2)
+        whole.activate(version)
+        scored = whole.predict_lines(values, keys, N_FEATURES)
+        assert scored is not None
+        np.testing.assert_array_equal(scored[1].frame["prediction"].to_numpy(), expected)
+        places = []
+        for _ in range(4):
+            bounds, futures = whole._submit_parts(score_lines_on_worker, values, keys, N_FEATURES, version)
+            assert bounds == [(0, 40)]
+            places.append(_ran_on(client, futures).pop())
+        assert len(set(places)) == 2 and places[0] == places[2] and places[1] == places[3]
+    finally:
+        close_client(client)
+
+
+def _ran_on(client: Client, futures: list[Any]) -> set[str]:
+    """The workers that computed ``futures``."""
+    client.gather(futures)
+    return {worker for workers in client.who_has(futures).values() for worker in workers}
