@@ -23,6 +23,7 @@ from stream.source.formats import joined
 
 log = logging.getLogger(__name__)
 WORKER_COUNT_TTL_S = 5.0
+TASKS_PER_WORKER = 2  # one part predicted while the one before it is produced
 
 
 class ModelLoadError(KnnStreamError):
@@ -157,8 +158,8 @@ class DaskPredictor:
         """``task(payload, keys, n_features, *args)`` on each part of the batch, each part on the
         next worker in turn; the parts' bounds and futures.
 
-        A batch is split into only as many parts as keep every worker busy with the batches in
-        flight: with at least as many batches in flight as workers, each batch goes whole to one
+        A batch is split into only as many parts as give every worker two tasks with the batches
+        in flight: with twice as many batches in flight as workers, each batch goes whole to one
         worker, which predicts it in one piece and makes one round trip for it.
         """
         workers = self._worker_addresses()
@@ -213,9 +214,10 @@ def _part_keys(keys: list[bytes | None], start: int, stop: int) -> pa.Array:
 
 
 def parts_per_batch(workers: int, batches_in_flight: int) -> int:
-    """Parts per batch that keep ``workers`` busy with ``batches_in_flight`` batches: one part
-    per worker with one batch in flight, a whole batch per worker with as many batches as workers."""
-    return max(1, workers // max(1, batches_in_flight))
+    """Parts per batch that give each of ``workers`` two tasks with ``batches_in_flight`` batches
+    (one predicted while the one before it is produced), and never more parts than workers."""
+    wanted = -(-TASKS_PER_WORKER * workers // max(1, batches_in_flight))  # rounded up
+    return max(1, min(workers, wanted))
 
 
 def split_rows(rows: Any, parts: int) -> list[Any]:

@@ -67,14 +67,16 @@ def test_workers_produce_the_clean_parts_and_hand_back_the_others(
 
 
 @pytest.mark.parametrize(
-    ("workers", "in_flight", "parts"), [(1, 1, 1), (2, 1, 2), (2, 2, 1), (2, 4, 1), (4, 2, 2), (3, 2, 1), (0, 2, 1)]
+    ("workers", "in_flight", "parts"),
+    [(1, 1, 1), (1, 4, 1), (2, 1, 2), (2, 2, 2), (2, 3, 2), (2, 4, 1), (2, 8, 1), (4, 2, 4), (4, 4, 2), (3, 4, 2)],
 )
-def test_a_batch_is_split_only_as_far_as_keeps_every_worker_busy(workers: int, in_flight: int, parts: int) -> None:
+def test_a_batch_is_split_only_as_far_as_gives_every_worker_two_tasks(workers: int, in_flight: int, parts: int) -> None:
     assert parts_per_batch(workers, in_flight) == parts
+    assert parts_per_batch(0, in_flight) == 1  # before the scheduler knows of any worker
 
 
 @pytest.mark.parametrize("backend", ["cpu"])  # a GPU host of one card runs one dask-cuda worker
-def test_with_a_batch_in_flight_per_worker_each_batch_goes_whole_to_the_next_worker(
+def test_with_two_batches_in_flight_per_worker_each_batch_goes_whole_to_the_next_worker(
     tmp_path: Path, tmp_store: str, backend: Backend
 ) -> None:
     data = write_history(tmp_path / "history.parquet", rows=2000)
@@ -91,7 +93,7 @@ def test_with_a_batch_in_flight_per_worker_each_batch_goes_whole_to_the_next_wor
         bounds, futures = split._submit_parts(score_lines_on_worker, values, keys, N_FEATURES, version)
         assert bounds == [(0, 20), (20, 40)] and len(_ran_on(client, futures)) == 2
 
-        whole = DaskPredictor(client, backend, batches_in_flight=2)
+        whole = DaskPredictor(client, backend, batches_in_flight=4)
         whole.activate(version)
         scored = whole.predict_lines(values, keys, N_FEATURES)
         assert scored is not None
