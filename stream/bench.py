@@ -68,7 +68,7 @@ class BenchResult:
     batch_max_wait_ms: int = 200
     format: str = "json"
     first_prediction_s: float = 0.0  # from the worker's readiness to the first prediction read
-    e2e_after_first_rows_per_s: float = 0.0  # the backlog over the time from its first prediction to its last
+    e2e_after_first_rows_per_s: float = 0.0  # the backlog after its first prediction, over the time to its last
 
 
 @dataclass(frozen=True)
@@ -248,7 +248,7 @@ def _measure(
         window = _soak_window(settings, producer, topic, reader, offered)
         soaked = soak(window, worker.pid, settings.soak_seconds, SOAK_WINDOW_S)
     p50, p99 = np.percentile(latencies, [50, 99])
-    after_first = settings.records / max(last - first, 1e-6)
+    after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(e2e, first - started, after_first, offered, float(p50), float(p99), soaked)
 
 

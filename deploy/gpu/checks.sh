@@ -42,7 +42,8 @@ name, path = sys.argv[1:]
 try:
     run = json.load(open(path))
 except ValueError:
-    sys.exit(print(f"{name}: no result (see bench-{name}.err)"))
+    print(f"{name}: no result (see bench-{name}.err)")
+    sys.exit(0)
 print(f"{name}: raw {run['raw_rows_per_s']:,.0f} e2e {run['e2e_rows_per_s']:,.0f} rows/s ({run['ratio']:.2f}),"
       f" p50 / p99 {run['p50_ms']:.0f} / {run['p99_ms']:.0f} ms at {run['offered_rows_per_s']:,.0f}/s;"
       f" after the first prediction ({run['first_prediction_s']:.2f} s) {run['e2e_after_first_rows_per_s']:,.0f} rows/s")
@@ -62,6 +63,7 @@ train_time() {  # train_time WORKERS
 
 run_bench() {
   start_broker
+  rm -f "$OUT/bench-summary.txt"
   local gpus; gpus=$(nvidia-smi -L | wc -l)
   bench 1gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1
   bench 1gpu-50k-driver --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --produce-on driver
@@ -99,6 +101,7 @@ run_demo() {
 
 run_compare() {  # the throughput workload (1M x 32, batches of 50,000) on both backends of this host
   start_broker
+  rm -f "$OUT/bench-summary.txt"
   local workload=(--index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 100000 --partitions 8
                   --workers 1 --latency-seconds 3)
   bench compare-gpu --backend gpu "${workload[@]}"
@@ -106,7 +109,7 @@ run_compare() {  # the throughput workload (1M x 32, batches of 50,000) on both 
   # (its raw phase and the backlog); a run cut short says so in the summary.
   local limit="${KNNSTREAM_COMPARE_CPU_TIMEOUT:-420}"
   timeout "$limit" bash -c "$(declare -f bench); OUT='$OUT'; bench compare-cpu --backend cpu ${workload[*]}" \
-    || echo "compare-cpu: unfinished after $limit s" >>"$OUT/bench-summary.txt"
+    || echo "compare-cpu: unfinished after $limit s, or failed (see bench-compare-cpu.err)" >>"$OUT/bench-summary.txt"
   cat "$OUT/bench-summary.txt"
   pack_logs
 }
@@ -140,7 +143,7 @@ case "${1:-}" in
   demo) run_demo ;;
   bench) run_bench ;;
   compare) run_compare ;;
-  bench-one) shift; start_broker && bench "$@" && pack_logs ;;
+  bench-one) shift; start_broker && { bench "$@"; pack_logs; } ;;
   profile) shift; run_profile "$@" ;;
   *) echo "usage: $0 tests|demo|bench|compare|bench-one NAME ARGS..." >&2; exit 2 ;;
 esac

@@ -164,6 +164,7 @@ class DaskPredictor:
         """
         workers = self._worker_addresses()
         bounds = split_bounds(len(values), parts_per_batch(len(workers), self._batches_in_flight))
+        # One thread submits (the pipeline's prepare thread), so a batch's parts take consecutive turns.
         futures = []
         for start, stop in bounds:
             target = workers[next(self._next_worker) % len(workers)] if workers else None
@@ -195,7 +196,9 @@ class DaskPredictor:
         """The workers' addresses, asked of the scheduler at most every few seconds."""
         now = time.monotonic()
         if now >= self._workers_checked_at + WORKER_COUNT_TTL_S:
-            self._workers = sorted(self._client.scheduler_info(n_workers=-1)["workers"])
+            workers = self._client.scheduler_info(n_workers=-1)["workers"]
+            # A paused or closing worker would hold a part up (the scheduler waits for it to run).
+            self._workers = sorted(address for address, info in workers.items() if info.get("status") == "running")
             self._workers_checked_at = now
         return self._workers
 

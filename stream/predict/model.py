@@ -135,7 +135,7 @@ class KnnPredictor:
         The serving path. On the GPU it stays in CuPy from the neighbour search to the one copy
         of each result to the host, with no dataframe in between: every cuDF call lets go of the
         GIL and then waits to take it back, which a worker producing on another thread makes
-        slow. Like :meth:`predict`, a large batch is predicted in pieces.
+        slow. Like :meth:`predict`, a large batch is predicted in pieces on the GPU.
         """
         if self.backend != "gpu":
             return self._predict_host_rows(np.asarray(features, dtype=np.float32))

@@ -88,7 +88,8 @@ class ModelPlugin(WorkerPlugin):
 def warm_up(predictor: KnnPredictor, rows: int = WARM_UP_ROWS) -> None:
     """Predict a few rows once, so the first batch served does not pay the one-time costs
     (CUDA kernels compiled, the GPU libraries' handles and workspaces created)."""
-    predictor.predict_host(np.zeros((rows, predictor.index.n_features), dtype=np.float32))
+    with _ONE_PREDICTION_AT_A_TIME:  # a new version loads while the one serving predicts
+        predictor.predict_host(np.zeros((rows, predictor.index.n_features), dtype=np.float32))
 
 
 class FrozenHeapPlugin(WorkerPlugin):

@@ -5,6 +5,8 @@ clean, which is left to the driver."""
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,7 @@ def test_a_batch_is_split_only_as_far_as_gives_every_worker_two_tasks(workers: i
 
 @pytest.mark.parametrize("backend", ["cpu"])  # a GPU host of one card runs one dask-cuda worker
 def test_with_two_batches_in_flight_per_worker_each_batch_goes_whole_to_the_next_worker(
-    tmp_path: Path, tmp_store: str, backend: Backend
+    tmp_path: Path, tmp_store: str, backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = write_history(tmp_path / "history.parquet", rows=2000)
     version = train(TrainSettings(data=str(data), label="label", store=tmp_store, name="blobs", backend="cpu")).version
@@ -104,6 +106,16 @@ def test_with_two_batches_in_flight_per_worker_each_batch_goes_whole_to_the_next
             assert bounds == [(0, 40)]
             places.append(_ran_on(client, futures).pop())
         assert len(set(places)) == 2 and places[0] == places[2] and places[1] == places[3]
+
+        # A worker that has gone but is still in the cached list: its turn goes to any worker.
+        whole._workers = ["tcp://127.0.0.1:1", *whole._workers]
+        whole._workers_checked_at = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="stream.predict.distributed"):
+            for _ in range(3):
+                scored = whole.predict_lines(values, keys, N_FEATURES)
+                assert scored is not None
+                np.testing.assert_array_equal(scored[1].frame["prediction"].to_numpy(), expected)
+        assert "Dask worker tcp://127.0.0.1:1 is gone" in caplog.text
     finally:
         close_client(client)
 
