@@ -31,7 +31,7 @@ from stream.backend import Backend, resolve_backend
 from stream.bench_load import OutputReader, latency_phase
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
-from stream.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
+from stream.local_worker import scrape_total, start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
@@ -69,6 +69,7 @@ class BenchResult:
     format: str = "json"
     first_prediction_s: float = 0.0  # from the worker's readiness to the first prediction read
     e2e_after_first_rows_per_s: float = 0.0  # the backlog after its first prediction, over the time to its last
+    backlog_decoded_on_driver: int = 0  # records of the backlog the workers did not parse (0: all parsed there)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class EndToEnd:
     rows_per_s: float
     first_prediction_s: float
     after_first_rows_per_s: float
+    decoded_on_driver: int
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
@@ -105,7 +107,7 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         time.strftime("%Y-%m-%d"), *_soak_fields(e2e.soaked), produce_on=settings.produce_on,
         max_batches_in_flight=settings.max_batches_in_flight, batch_max_wait_ms=settings.batch_max_wait_ms,
         format=settings.format, first_prediction_s=e2e.first_prediction_s,
-        e2e_after_first_rows_per_s=e2e.after_first_rows_per_s,
+        e2e_after_first_rows_per_s=e2e.after_first_rows_per_s, backlog_decoded_on_driver=e2e.decoded_on_driver,
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -128,6 +130,7 @@ def format_table(result: BenchResult) -> str:
             f"{result.e2e_after_first_rows_per_s:,.0f} rows/s"
             f" (first prediction after {result.first_prediction_s:.2f} s)",
         ),
+        ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
         ("(b)/(a)", f"{result.ratio:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         ("machine", result.machine),
@@ -236,6 +239,7 @@ def _measure(
     reader.wait_for(settings.records, timeout_s=1800)
     e2e = settings.records / (time.monotonic() - started)
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
+    decoded_on_driver = int(scrape_total(settings.metrics_port, "knnstream_records_decoded_on_driver_total"))
     offered = e2e / 2
     count = max(1, int(offered * settings.latency_seconds))
     # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
@@ -249,7 +253,7 @@ def _measure(
         soaked = soak(window, worker.pid, settings.soak_seconds, SOAK_WINDOW_S)
     p50, p99 = np.percentile(latencies, [50, 99])
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
-    return EndToEnd(e2e, first - started, after_first, offered, float(p50), float(p99), soaked)
+    return EndToEnd(e2e, first - started, after_first, decoded_on_driver, offered, float(p50), float(p99), soaked)
 
 
 def _soak_window(

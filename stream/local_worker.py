@@ -70,3 +70,14 @@ def stop_worker_process(worker: subprocess.Popen[bytes], timeout_s: float = 60.0
     except subprocess.TimeoutExpired:
         worker.kill()
         return worker.wait(timeout=10)
+
+
+def scrape_total(port: int, name: str) -> float:
+    """The sum of every sample called ``name`` on the worker's ``/metrics`` (0 when there is none)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name) : len(name) + 1] in {"{", " "}
+    )

@@ -50,6 +50,14 @@ class WorkerMetrics:
             ("topic", "reason"),
             registry=self.registry,
         )
+        self.decoded_on_driver = Counter(
+            "knnstream_records_decoded_on_driver",
+            "Records decoded on the driver, record by record, where the Dask workers parse: their batch"
+            " did not look clean (reason batch_not_clean), or a worker could not parse their part"
+            " (reason part_refused)",
+            ("topic", "reason"),
+            registry=self.registry,
+        )
         self.batch_failures = Counter(
             "knnstream_batch_failures",
             "Batches rewound after a failed prediction or delivery",

@@ -167,6 +167,7 @@ class Pipeline:
             keys = [message.key() for message in batch.messages]
             if looks_clean(config.input_format, values, keys, config.max_record_bytes, config.n_features):
                 return DecodedStage(batch, values, None, keys)
+            self._metrics.decoded_on_driver.labels(config.input_topic, "batch_not_clean").inc(len(batch))
         return DecodedStage(batch, None, self._decode_here(batch.messages))
 
     def _decode_here(self, messages: Sequence[Any]) -> DecodedBatch:
@@ -199,6 +200,7 @@ class Pipeline:
                 self._breaker.observe_clean(len(batch))
                 ids, prediction = scored
                 return self._predicted(batch, batch.messages, ids, prediction, [], started)
+            self._metrics.decoded_on_driver.labels(self._config.input_topic, "part_refused").inc(len(batch))
         decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
         if len(decoded.ids) == 0:
             empty = to_host_numpy([])
@@ -271,6 +273,7 @@ class Pipeline:
         self._breaker.observe_clean(len(messages) - len(left))
         if not left:
             return EncodedStage(stage.batch, [], len(messages), [])
+        self._metrics.decoded_on_driver.labels(self._config.input_topic, "part_refused").inc(len(left))
         here = self._encode(self._predict(DecodedStage(stage.batch, None, self._decode_here(left))))
         return EncodedStage(stage.batch, here.records, here.scored + len(messages) - len(left), here.dead_letters)
 

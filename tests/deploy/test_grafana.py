@@ -37,6 +37,7 @@ REQUIRED_METRICS = {
     "knnstream_model_info": "model version in use",
     "knnstream_gpu_memory_used_bytes": "GPU memory",
     "knnstream_inflight_batches": "in-flight batches",
+    "knnstream_records_decoded_on_driver_total": "records the Dask workers did not parse",
 }
 
 

@@ -38,6 +38,7 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     assert 0 < printed["first_prediction_s"] < backlog_s
     after_first_s = (settings.records - 1) / printed["e2e_after_first_rows_per_s"]
     assert printed["first_prediction_s"] + after_first_s == pytest.approx(backlog_s, abs=0.05)
+    assert printed["backlog_decoded_on_driver"] == 0  # clean records: every one parsed on the workers
     assert len(printed["soak_worker_rss_mib"]) == 2
     samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)
     assert all(0 < own <= tree for own, tree in samples)

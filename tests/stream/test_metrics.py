@@ -193,6 +193,7 @@ def test_live_metrics_endpoint_passes_promtool_and_healthz_follows_the_loop() ->
     metrics.consumed.labels("features").inc(10)
     metrics.predicted.labels("features").inc(9)
     metrics.dead_lettered.labels("features", "invalid_json").inc()
+    metrics.decoded_on_driver.labels("features", "part_refused").inc(5)
     metrics.batch_failures.labels("DeliveryError").inc()
     metrics.batch_size.observe(10)
     metrics.batch_latency.observe(0.2)

@@ -167,8 +167,9 @@ def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here(
         return ids, model.predict(to_host_numpy(matrix))
 
     config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0, input_format=input_format)
+    metrics = WorkerMetrics()
     pipeline = Pipeline(
-        config, model.predict, completer, lambda batch: None, BadRecordBreaker(1.0, 100, 100), WorkerMetrics(),
+        config, model.predict, completer, lambda batch: None, BadRecordBreaker(1.0, 100, 100), metrics,
         predict_lines=predict_lines,
     )  # fmt: skip
     clean, unclean = make_batch(0), make_batch(3)
@@ -184,6 +185,9 @@ def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here(
     assert [doc["prediction"] for doc in predictions] == [0, 1, 2, 3, 5]
     assert [record.value for record in dead_letters] == [bad_value]
     assert dict(dead_letters[0].headers)["knnstream.error.reason"] == b"wrong_feature_count"
+    # JSON's feature count is checked by the parser (the part comes back), float32's by the driver
+    reason = "part_refused" if input_format == "json" else "batch_not_clean"
+    assert _decoded_on_driver(metrics) == {reason: 3.0}
 
 
 class WorkersProduce:
@@ -231,17 +235,26 @@ class _Produced:
         return 0.0
 
 
-def _producing_pipeline(workers: WorkersProduce, completer: RecordingCompleter, rewound: list[int]) -> Pipeline:
+def _producing_pipeline(
+    workers: WorkersProduce, completer: RecordingCompleter, rewound: list[int], metrics: WorkerMetrics | None = None
+) -> Pipeline:
     config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0)
     return Pipeline(
         config, workers.model.predict, completer, _recording(rewound),
-        BadRecordBreaker(1.0, 100, 100), WorkerMetrics(), produce_lines=workers,
+        BadRecordBreaker(1.0, 100, 100), metrics or WorkerMetrics(), produce_lines=workers,
     )  # fmt: skip
 
 
+def _decoded_on_driver(metrics: WorkerMetrics) -> dict[str, float]:
+    """The records decoded on the driver, by reason (reasons never counted left out)."""
+    name = "knnstream_records_decoded_on_driver_total"
+    samples = [sample for family in metrics.registry.collect() for sample in family.samples if sample.name == name]
+    return {sample.labels["reason"]: sample.value for sample in samples}
+
+
 def test_workers_produce_clean_parts_and_the_driver_the_rest_of_an_unclean_batch() -> None:
-    workers, completer = WorkersProduce(ScriptedModel()), KeepingCompleter()
-    pipeline = _producing_pipeline(workers, completer, [])
+    workers, completer, metrics = WorkersProduce(ScriptedModel()), KeepingCompleter(), WorkerMetrics()
+    pipeline = _producing_pipeline(workers, completer, [], metrics)
     clean, unclean = _batch(0, size=4), _batch(4, size=4)
     unclean.messages[3]._value = b'{"id": "bad", "features": [1.0]}'
     pipeline.submit(clean)
@@ -255,6 +268,7 @@ def test_workers_produce_clean_parts_and_the_driver_the_rest_of_an_unclean_batch
     assert dead_letters == [b'{"id": "bad", "features": [1.0]}']
     assert completer.committed == [0, 4]
     assert len(workers.keys_seen) == 8
+    assert _decoded_on_driver(metrics) == {"part_refused": 2.0}  # the part of r6 and the bad record
 
 
 def test_a_delivery_failed_on_a_worker_rewinds_the_batch_and_refuses_the_next() -> None:
