@@ -9,6 +9,8 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from stream.errors import KnnStreamError
 
 
@@ -76,8 +78,5 @@ def scrape_total(port: int, name: str) -> float:
     """The sum of every sample called ``name`` on the worker's ``/metrics`` (0 when there is none)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and line[len(name) : len(name) + 1] in {"{", " "}
-    )
+    families = text_string_to_metric_families(text)
+    return sum(sample.value for family in families for sample in family.samples if sample.name == name)

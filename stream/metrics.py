@@ -52,7 +52,7 @@ class WorkerMetrics:
         )
         self.decoded_on_driver = Counter(
             "knnstream_records_decoded_on_driver",
-            "Records decoded on the driver, record by record, where the Dask workers parse: their batch"
+            "Records decoded on the driver where the Dask workers parse: their batch"
             " did not look clean (reason batch_not_clean), or a worker could not parse their part"
             " (reason part_refused)",
             ("topic", "reason"),

@@ -113,10 +113,8 @@ class DaskPredictor:
         The rows are split across the workers as host arrays; each worker turns its part into a
         dataframe of its backend (cuDF on GPU workers) and sends back host results.
         """
-        if self.version is None:
-            raise ModelLoadError("no model version is active")
-        version, shadow_version = self.version, self.shadow_version
-        parts = split_rows(features, max(1, len(self._worker_addresses())))
+        version, shadow_version = self._versions()
+        parts = split_rows(features, len(self._worker_addresses()))
         futures = [self._client.submit(predict_on_worker, part, version, shadow_version, pure=False) for part in parts]
         return _combine(self._client.gather(futures), version, shadow_version)
 

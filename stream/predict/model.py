@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.backend import Backend, get_array_pkg, get_df_pkg
+from stream.backend import Backend, get_array_pkg, get_df_pkg, to_host_numpy
 from stream.errors import KnnStreamError
 from stream.predict.memory import predict_in_pieces
 
@@ -120,14 +120,22 @@ class KnnPredictor:
         return self._predict_rows(features)
 
     def _predict_rows(self, features: Any) -> Any:
-        distances, indices = self.kneighbors(features)
+        outcome, nearest = self._search_and_vote(features)
         df = get_df_pkg(self.backend)
         if self.index.task == "classification":
-            codes = vote(self._targets[indices], len(self.index.classes), self._xp)
-            labels = df.Series(self.index.classes).take(codes).reset_index(drop=True)
+            labels = df.Series(self.index.classes).take(outcome).reset_index(drop=True)
         else:
-            labels = df.Series(self._targets[indices].mean(axis=1))
-        return df.DataFrame({"prediction": labels, "distance": df.Series(distances[:, 0])})
+            labels = df.Series(outcome)
+        return df.DataFrame({"prediction": labels, "distance": df.Series(nearest)})
+
+    def _search_and_vote(self, features: Any) -> tuple[Any, Any]:
+        """Per row, in the backend's arrays: the voted class code (classification) or the mean
+        target (regression), and the distance to the nearest neighbour."""
+        distances, indices = self.kneighbors(features)
+        neighbour_targets = self._targets[indices]
+        if self.index.task == "classification":
+            return vote(neighbour_targets, len(self.index.classes), self._xp), distances[:, 0]
+        return neighbour_targets.mean(axis=1), distances[:, 0]
 
     def predict_host(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and distances (to the nearest neighbour) as host NumPy arrays.
@@ -143,14 +151,10 @@ class KnnPredictor:
         return predict_in_pieces(self._predict_host_rows, rows, _concat_pairs, self.max_rows)
 
     def _predict_host_rows(self, rows: Any) -> tuple[np.ndarray, np.ndarray]:
-        distances, indices = self.kneighbors(rows)
-        neighbour_targets = self._targets[indices]
+        outcome, nearest = self._search_and_vote(rows)
         if self.index.task == "classification":
-            codes = vote(neighbour_targets, len(self.index.classes), self._xp)
-            predictions = self.index.classes[_on_host(codes)]
-        else:
-            predictions = _on_host(neighbour_targets.mean(axis=1))
-        return predictions, _on_host(distances[:, 0])
+            return self.index.classes[to_host_numpy(outcome)], to_host_numpy(nearest)
+        return to_host_numpy(outcome), to_host_numpy(nearest)
 
 
 def vote(neighbour_codes: Any, n_classes: int, xp: Any) -> Any:
@@ -161,12 +165,6 @@ def vote(neighbour_codes: Any, n_classes: int, xp: Any) -> Any:
     for column in range(neighbour_codes.shape[1]):
         counts[row_numbers, neighbour_codes[:, column]] += 1
     return counts.argmax(axis=1)
-
-
-def _on_host(array: Any) -> np.ndarray:
-    """A NumPy copy of a CuPy array (NumPy arrays as they are)."""
-    to_host = getattr(array, "get", None)
-    return to_host() if callable(to_host) else np.asarray(array)
 
 
 def _concat_pairs(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
