@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
-from stream.bench_load import OutputReader, latency_phase
+from stream.bench_load import BatchStats, OutputReader, batch_stats, batch_totals, latency_phase
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.local_worker import scrape_total, start_worker_process, stop_worker_process, wait_worker_healthy
@@ -70,6 +70,10 @@ class BenchResult:
     first_prediction_s: float = 0.0  # from the worker's readiness to the first prediction read
     e2e_after_first_rows_per_s: float = 0.0  # the backlog after its first prediction, over the time to its last
     backlog_decoded_on_driver: int = 0  # records of the backlog the workers did not parse (0: all parsed there)
+    latency_batches: int = 0  # the worker's micro-batches during the latency phase
+    latency_batch_records_mean: float = 0.0
+    latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
+    latency_predict_ms_mean: float = 0.0  # the Dask workers' part of it
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class EndToEnd:
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
+    batches: BatchStats  # of the latency phase
     soaked: SoakResult | None
 
 
@@ -108,6 +113,9 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         max_batches_in_flight=settings.max_batches_in_flight, batch_max_wait_ms=settings.batch_max_wait_ms,
         format=settings.format, first_prediction_s=e2e.first_prediction_s,
         e2e_after_first_rows_per_s=e2e.after_first_rows_per_s, backlog_decoded_on_driver=e2e.decoded_on_driver,
+        latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
+        latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
+        latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -133,6 +141,12 @@ def format_table(result: BenchResult) -> str:
         ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
         ("(b)/(a)", f"{result.ratio:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
+        (
+            "  its batches",
+            f"{result.latency_batches:,} of {result.latency_batch_records_mean:,.0f} records on average,"
+            f" {result.latency_batch_ms_mean:.1f} ms from consumed to committed"
+            f" ({result.latency_predict_ms_mean:.1f} ms on the Dask workers)",
+        ),
         ("machine", result.machine),
         ("date", result.date),
     ]
@@ -246,14 +260,18 @@ def _measure(
     paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
     records = _records(settings, "l", count)
     freeze_startup_heap()  # the bench's own garbage collections must not show up as latency
+    before = batch_totals(settings.metrics_port)
     latencies = latency_phase(paced, topic, reader, records, offered, settings.format)
+    batches = batch_stats(before, batch_totals(settings.metrics_port))
     soaked = None
     if settings.soak_seconds > 0:
         window = _soak_window(settings, producer, topic, reader, offered)
         soaked = soak(window, worker.pid, settings.soak_seconds, SOAK_WINDOW_S)
     p50, p99 = np.percentile(latencies, [50, 99])
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
-    return EndToEnd(e2e, first - started, after_first, decoded_on_driver, offered, float(p50), float(p99), soaked)
+    return EndToEnd(
+        e2e, first - started, after_first, decoded_on_driver, offered, float(p50), float(p99), batches, soaked
+    )
 
 
 def _soak_window(

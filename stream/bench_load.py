@@ -7,11 +7,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from stream.errors import KnnStreamError
+from stream.local_worker import scrape_totals
 from stream.produce import FeatureRecord, send
 from stream.settings import InputFormat
 
@@ -95,3 +97,46 @@ def latency_phase(
     reader.wait_for(reader.count + len(records), timeout_s=600, failed=lambda: failures[0] if failures else None)
     sender.join()
     return np.array([(reader.received_at[r.id] - sent_at[r.id]) * 1000 for r in records])
+
+
+_BATCH_SAMPLES = (
+    "knnstream_batch_size_records_count",
+    "knnstream_batch_size_records_sum",
+    "knnstream_batch_latency_seconds_count",
+    "knnstream_batch_latency_seconds_sum",
+    "knnstream_predict_duration_seconds_count",
+    "knnstream_predict_duration_seconds_sum",
+)
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """The worker's micro-batches over a phase of the benchmark, from its ``/metrics``."""
+
+    batches: int
+    records_mean: float  # records per batch
+    batch_ms_mean: float  # from a batch's first record consumed to its offsets committed
+    predict_ms_mean: float  # the Dask workers' part of it (parse, predict; produce when they produce)
+
+
+def batch_totals(port: int) -> dict[str, float]:
+    """The running totals :func:`batch_stats` takes the difference of."""
+    return scrape_totals(port, _BATCH_SAMPLES)
+
+
+def batch_stats(before: dict[str, float], after: dict[str, float]) -> BatchStats:
+    """The batches between two :func:`batch_totals` (zeros when there were none)."""
+    delta = {name: after[name] - before[name] for name in _BATCH_SAMPLES}
+    batches = int(delta["knnstream_batch_size_records_count"])
+    if batches == 0:
+        return BatchStats(0, 0.0, 0.0, 0.0)
+    # Each histogram by its own count: a batch is counted in by its size as it starts, by its
+    # latency as it is committed, and the last of the phase may not be committed yet.
+    completed = max(1.0, delta["knnstream_batch_latency_seconds_count"])
+    predicted = max(1.0, delta["knnstream_predict_duration_seconds_count"])
+    return BatchStats(
+        batches,
+        delta["knnstream_batch_size_records_sum"] / batches,
+        delta["knnstream_batch_latency_seconds_sum"] * 1000 / completed,
+        delta["knnstream_predict_duration_seconds_sum"] * 1000 / predicted,
+    )

@@ -76,7 +76,16 @@ def stop_worker_process(worker: subprocess.Popen[bytes], timeout_s: float = 60.0
 
 def scrape_total(port: int, name: str) -> float:
     """The sum of every sample called ``name`` on the worker's ``/metrics`` (0 when there is none)."""
+    return scrape_totals(port, [name])[name]
+
+
+def scrape_totals(port: int, names: Sequence[str]) -> dict[str, float]:
+    """Of each of ``names``, the sum of its samples (over all labels) on the worker's ``/metrics``."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         text = answer.read().decode()
-    families = text_string_to_metric_families(text)
-    return sum(sample.value for family in families for sample in family.samples if sample.name == name)
+    totals = dict.fromkeys(names, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    return totals

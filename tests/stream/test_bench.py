@@ -39,6 +39,12 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     after_first_s = (settings.records - 1) / printed["e2e_after_first_rows_per_s"]
     assert printed["first_prediction_s"] + after_first_s == pytest.approx(backlog_s, abs=0.05)
     assert printed["backlog_decoded_on_driver"] == 0  # clean records: every one parsed on the workers
+    # the latency phase's batches: every record of the phase in one of them, none of the backlog's
+    latency_records = int(printed["offered_rows_per_s"] * settings.latency_seconds)
+    batches = printed["latency_batches"]
+    assert batches * printed["latency_batch_records_mean"] == pytest.approx(latency_records, abs=0.05 * batches)
+    assert printed["latency_predict_ms_mean"] > 0
+    assert printed["latency_batch_ms_mean"] > 0
     assert len(printed["soak_worker_rss_mib"]) == 2
     samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)
     assert all(0 < own <= tree for own, tree in samples)
