@@ -48,23 +48,28 @@ def collect_batch(
     max_wait_s: float,
     idle_wait_s: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    read_since: float | None = None,
 ) -> MicroBatch | None:
     """Poll until ``max_records`` arrived or ``max_wait_s`` passed since the first one.
 
     ``poll(n, timeout)`` returns at most ``n`` messages, and waits for all ``n`` until the
     timeout (as librdkafka's batch consume does). So the first poll asks for one record: it returns
     as that record arrives, and the batch's wait starts then, not when ``idle_wait_s`` is over.
+    ``read_since``: when the first record was read, if ``poll`` hands out records read earlier
+    (read ahead while batches were in flight): their wait started then, and a batch whose first
+    record has waited ``max_wait_s`` already takes what has been read and goes.
     Returns ``None`` when nothing arrived within ``idle_wait_s``, so the caller gets control back
     regularly.
     """
     messages: list[Any] = list(poll(1, idle_wait_s))
     if not messages:
         return None
-    opened_at = clock()
+    opened_at = clock() if read_since is None else min(read_since, clock())
     deadline = opened_at + max_wait_s
     while len(messages) < max_records:
         remaining = deadline - clock()
-        if remaining <= 0:
+        polled = poll(max_records - len(messages), max(0.0, remaining))
+        messages.extend(polled)
+        if remaining <= 0 and not polled:  # past the wait, only what was already read is taken
             break
-        messages.extend(poll(max_records - len(messages), remaining))
     return MicroBatch(messages, opened_at)

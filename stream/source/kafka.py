@@ -79,6 +79,7 @@ class KafkaSource:
         self._consumer: Consumer | None = None
         self._subscribed = False
         self._strays: list[Any] = []  # records returned by a poll while a batch was in flight
+        self._strays_since = 0.0  # when the oldest of them was read (see _keep)
         self._group_metadata: Any = None  # as the consumer thread last saw it; see group_metadata()
         self._in_flight: InFlight = list  # the batches handed out and not yet committed; see track()
         self._revocations = 0  # how many times partitions were revoked (or lost)
@@ -113,7 +114,10 @@ class KafkaSource:
             self._subscribed = True
         max_wait_s = self._settings.batch_max_wait_ms / 1000
         revocations = self._revocations
-        batch = collect_batch(self._poll, self._settings.batch_max_records, max_wait_s, idle_wait_s)
+        read_since = self._strays_since if self._strays else None  # read-ahead records have waited already
+        batch = collect_batch(
+            self._poll, self._settings.batch_max_records, max_wait_s, idle_wait_s, read_since=read_since
+        )
         if batch is None:
             return None
         # Read-ahead records of revoked partitions are dropped as they are revoked; only a
@@ -142,8 +146,7 @@ class KafkaSource:
                     # Poll first, then add: a rebalance callback run by this poll replaces the
                     # list (dropping revoked partitions' records), and what the poll returned
                     # must go into the new one, not the discarded one.
-                    polled = self._poll_consumer(min(room, 10_000), READ_AHEAD_POLL_S)
-                    self._strays.extend(polled)
+                    self._keep(self._poll_consumer(min(room, 10_000), READ_AHEAD_POLL_S))
                     full_since = None
                 else:
                     full_since = full_since if full_since is not None else time.monotonic()
@@ -153,7 +156,7 @@ class KafkaSource:
                         paused = paused or self._pause(consumer)
                         message = consumer.poll(0.1)
                         if message is not None and not _is_error(message):
-                            self._strays.append(message)
+                            self._keep([message])
                 self._refresh_group_metadata(consumer)
         finally:
             if paused:
@@ -244,6 +247,16 @@ class KafkaSource:
             return taken
         return self._poll_consumer(max_messages, timeout_s)
 
+    def _keep(self, messages: list[Any]) -> None:
+        """Keep records read ahead for the next batch, noting when the first of them was read.
+
+        Records left over when a batch took fewer than there were keep the older time: the next
+        batch's wait then ends early rather than late.
+        """
+        if messages and not self._strays:
+            self._strays_since = time.monotonic()
+        self._strays.extend(messages)
+
     def _poll_consumer(self, max_messages: int, timeout_s: float) -> list[Any]:
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout_s)
         return [message for message in messages if message.error() is None or not _is_error(message)]
@@ -270,7 +283,7 @@ class KafkaSource:
             while time.monotonic() < deadline:
                 message = consumer.poll(0.05)
                 if message is not None and not _is_error(message):
-                    self._strays.append(message)
+                    self._keep([message])
         finally:
             assigned = _positions(consumer.assignment())
             consumer.resume([p for p in paused if (p.topic, p.partition) in assigned])

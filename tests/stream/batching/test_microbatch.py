@@ -1,6 +1,8 @@
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from stream.batching.microbatch import MicroBatch, collect_batch
 from tests.fakes import FakeMessage
 
@@ -84,3 +86,24 @@ def test_offsets_per_partition_of_several_topics() -> None:
     assert [(p.topic, p.partition, p.offset) for p in batch.next_offsets()] == [("a", 0, 5), ("a", 3, 7), ("b", 0, 10)]
     assert [(p.topic, p.partition, p.offset) for p in batch.first_offsets()] == [("a", 0, 2), ("a", 3, 6), ("b", 0, 1)]
     assert MicroBatch([]).next_offsets() == []
+
+
+def test_records_read_ahead_count_their_wait_from_when_they_were_read() -> None:
+    """Records read while batches were in flight have waited already: a batch whose first record
+    was read ``max_wait_s`` ago takes all that was read, and waits for no more."""
+    clock = [10.0]
+    read = [[FakeMessage(b"a", 0)], [FakeMessage(b"a", i) for i in range(1, 500)], [FakeMessage(b"a", 500)]]
+    poll = ScriptedPoll(read + [[] for _ in range(100)], clock, 0.001)
+    batch = collect_batch(poll, max_records=1000, max_wait_s=0.2, clock=lambda: clock[0], read_since=9.7)
+    assert batch is not None and batch.opened_at == 9.7
+    assert len(batch) == 501
+    assert [timeout for _, timeout in poll.calls[1:]] == [0.0, 0.0, 0.0]  # the last one found nothing
+
+
+def test_records_read_ahead_a_moment_ago_wait_out_the_rest() -> None:
+    clock = [10.0]
+    poll = ScriptedPoll([[FakeMessage(b"a", 0)]] + [[] for _ in range(100)], clock, 0.01)
+    batch = collect_batch(poll, max_records=1000, max_wait_s=0.2, clock=lambda: clock[0], read_since=9.95)
+    assert batch is not None and batch.opened_at == 9.95
+    assert poll.calls[1][1] == pytest.approx(0.14)  # what was left of the 0.2 s after the first poll
+    assert len(poll.calls) <= 17  # polls of 0.01 s until 10.15 (from 10.01, not 10.21), then one more

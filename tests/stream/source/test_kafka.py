@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -111,3 +113,26 @@ def test_a_full_prefetch_queue_backs_off_briefly_not_for_librdkafkas_default_sec
     config = consumer_config(settings)
     assert config["fetch.queue.backoff.ms"] == FETCH_QUEUE_BACKOFF_MS < 1000
     Consumer(config).close()  # librdkafka knows the property and accepts the value
+
+
+def test_a_batch_of_records_read_ahead_is_opened_when_they_were_read(
+    kafka_bootstrap: str, new_topic: Callable[..., str], source_of: Callable[[str], KafkaSource]
+) -> None:
+    """While a batch is in flight the next one's records are read ahead; their batch's wait (and
+    its latency, as the metrics report it) counts from then, not from when it is handed out."""
+    topic = new_topic("read-ahead")
+    source = source_of(topic)
+    _produce(kafka_bootstrap, topic, 50)
+    first = _batch(source)
+    assert len(first) == 40
+    in_flight: Future[None] = Future()
+
+    def tick() -> None:  # the batch in flight is done once the rest is read ahead
+        if source._strays and not in_flight.done():  # the read-ahead is what is tested
+            in_flight.set_result(None)
+
+    source.wait_paused(in_flight, tick)
+    read_by = time.monotonic()
+    second = _batch(source)
+    assert _offsets(second) == list(range(40, 50))
+    assert second.opened_at <= read_by
