@@ -6,6 +6,7 @@
 #   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs, and MNMG training times
 #   deploy/gpu/checks.sh compare # the 1M x 32 workload on the GPU and the CPU backend of this host
 #   deploy/gpu/checks.sh bench-one NAME ARGS...  # one knnstream bench run, logged as NAME
+#   deploy/gpu/checks.sh rows FILE  # one bench run per line "NAME ARGS..." of FILE (deploy/gpu/rows/)
 #   PY_SPY=path/to/py-spy deploy/gpu/checks.sh profile ARGS...  # py-spy profiles of the worker's
 #       driver and Dask worker processes while a bench streams (all threads, and GIL holders only)
 # Logs go to $OUT (default /tmp/knnstream-gpu-checks).
@@ -46,7 +47,10 @@ except ValueError:
     sys.exit(0)
 print(f"{name}: raw {run['raw_rows_per_s']:,.0f} e2e {run['e2e_rows_per_s']:,.0f} rows/s ({run['ratio']:.2f}),"
       f" p50 / p99 {run['p50_ms']:.0f} / {run['p99_ms']:.0f} ms at {run['offered_rows_per_s']:,.0f}/s;"
-      f" after the first prediction ({run['first_prediction_s']:.2f} s) {run['e2e_after_first_rows_per_s']:,.0f} rows/s")
+      f" after the first prediction ({run['first_prediction_s']:.2f} s) {run['e2e_after_first_rows_per_s']:,.0f} rows/s;"
+      f" latency batches {run['latency_batches']} of {run['latency_batch_records_mean']:,.0f} records,"
+      f" {run['latency_batch_ms_mean']:.0f} ms consumed to committed ({run['latency_predict_ms_mean']:.0f} ms on workers);"
+      f" decoded on driver {run['backlog_decoded_on_driver']}")
 PY
 }
 
@@ -138,12 +142,26 @@ run_profile() {  # a bench in the background; 10 s of py-spy once the worker is 
   cat "$OUT/bench-profile.json"
 }
 
+run_rows() {  # run_rows FILE: one bench per line of FILE ("NAME ARGS..."; # comments)
+  start_broker || return 1
+  rm -f "$OUT/bench-summary.txt"
+  local name args
+  while read -r name args; do
+    [ -z "$name" ] || [ "${name#\#}" != "$name" ] && continue
+    # shellcheck disable=SC2086 # the line's arguments, split as written
+    bench "$name" $args </dev/null  # the runs must not read the rows
+  done <"$1"
+  cat "$OUT/bench-summary.txt"
+  pack_logs
+}
+
 case "${1:-}" in
   tests) run_tests ;;
   demo) run_demo ;;
   bench) run_bench ;;
   compare) run_compare ;;
   bench-one) shift; start_broker && { bench "$@"; pack_logs; } ;;
+  rows) shift; run_rows "$1" ;;
   profile) shift; run_profile "$@" ;;
-  *) echo "usage: $0 tests|demo|bench|compare|bench-one NAME ARGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 tests|demo|bench|compare|bench-one NAME ARGS...|rows FILE" >&2; exit 2 ;;
 esac
