@@ -1,4 +1,5 @@
-"""Short garbage collections in a long-running process: the start-up heap frozen.
+"""Short and few garbage collections in a long-running process: the start-up heap frozen, the
+youngest collections spaced out.
 
 A worker allocates most of its long-lived objects at start (the imported libraries, the Dask
 client, the model's code) and then, batch after batch, many short-lived ones. CPython's full
@@ -7,6 +8,15 @@ batch that met one waited for it: on the 2-core VM the end-to-end p99 was about 
 p50. :func:`freeze_startup_heap` collects what start-up left behind, then moves every surviving
 object into the permanent generation (``gc.freeze()``), which collections skip. Frozen objects
 are still freed when their reference count drops to zero; only a cycle among them would stay.
+
+The driver then allocates a consumed message object per record, and each lives until its batch
+is committed: hundreds of thousands at once. With CPython's default thresholds (a young
+collection every 700 allocations, an older one every ten of those) they are walked again and
+again, and promoted until full collections walk them all: in a probe of the driver's own work
+(consume, check, join, offsets, commit; no Dask), the collector took 32% of the time, with 12
+full collections per million float32 records. :func:`space_out_collections` lets
+:data:`YOUNG_COLLECTION_EVERY` allocations pass between young collections instead: in the same
+probe, 500,000 → 755,000 records/s and no full collection.
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ import logging
 from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
+# Allocations between two young collections (CPython's default: 700). Each young collection then
+# walks at most this many objects: a few milliseconds.
+YOUNG_COLLECTION_EVERY = 100_000
 
 
 def freeze_startup_heap(import_first: Iterable[str] = ()) -> int:
@@ -29,3 +42,11 @@ def freeze_startup_heap(import_first: Iterable[str] = ()) -> int:
     frozen = gc.get_freeze_count()
     log.info("froze %d start-up objects out of the garbage collector's way", frozen)
     return frozen
+
+
+def space_out_collections(young_every: int = YOUNG_COLLECTION_EVERY) -> None:
+    """Let ``young_every`` allocations pass between young collections; the older generations'
+    thresholds (counted in young collections) are kept."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_every, older, oldest)
+    log.info("young garbage collections every %d allocations", young_every)
