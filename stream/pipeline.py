@@ -139,6 +139,29 @@ class Pipeline:
             committed += 1
         return committed
 
+    def commit_delivered(self) -> int:
+        """Commit the oldest batches that are delivered, up to the first one that is not (or that
+        failed: :meth:`complete` deals with it); how many were committed. For the consumer's
+        thread while it waits for the next batch to fill, so a delivered batch's offsets (and its
+        latency) do not wait for that batch too.
+        """
+        committed = 0
+        while self._jobs and self._jobs[0].done.done() and self._jobs[0].done.exception() is None:
+            job = self._jobs[0]
+            try:
+                self._completer.commit(job.batch)
+            except Exception as exc:  # noqa: BLE001 - complete() commits it again, and handles a failure
+                log.info(
+                    "commit of the delivered batch from %s left to the consume loop (%s: %s)",
+                    _describe(job.batch.first_offsets()),
+                    type(exc).__name__,
+                    exc,
+                )
+                return committed
+            self._settle(self._jobs.popleft())
+            committed += 1
+        return committed
+
     def drain(self, wait: Wait) -> None:
         """Commit every batch under way (a graceful stop)."""
         while self._jobs:

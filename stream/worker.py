@@ -163,8 +163,13 @@ def _consume_until_stopped(
             follower.maybe_switch()
             batch = None
             if not pipeline.full():
-                # With batches under way, come back soon to commit them.
-                batch = source.next_batch(idle_wait_s=0.05 if pipeline.in_flight() else 0.5)
+                # With batches under way, come back soon to commit them, and commit those
+                # delivered while the next batch fills.
+                under_way = bool(pipeline.in_flight())
+                batch = source.next_batch(
+                    idle_wait_s=0.05 if under_way else 0.5,
+                    between_polls=pipeline.commit_delivered if under_way else None,
+                )
                 if batch is not None:
                     pipeline.submit(batch)
             pipeline.complete(wait_paused, block=pipeline.full() or batch is None)

@@ -40,6 +40,9 @@ class MicroBatch:
 
 
 Poll = Callable[[int, float], Sequence[Any]]
+# With work to do between polls (committing the batches delivered meanwhile), a batch's wait is
+# polled in slices this long: the work is done at most this late.
+POLL_SLICE_S = 0.01
 
 
 def collect_batch(
@@ -49,6 +52,7 @@ def collect_batch(
     idle_wait_s: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     read_since: float | None = None,
+    between_polls: Callable[[], object] | None = None,
 ) -> MicroBatch | None:
     """Poll until ``max_records`` arrived or ``max_wait_s`` passed since the first one.
 
@@ -58,6 +62,8 @@ def collect_batch(
     ``read_since``: when the first record was read, if ``poll`` hands out records read earlier
     (read ahead while batches were in flight): their wait started then, and a batch whose first
     record has waited ``max_wait_s`` already takes what has been read and goes.
+    ``between_polls``: called after every poll of the batch's wait, which is then polled in slices
+    of :data:`POLL_SLICE_S`.
     Returns ``None`` when nothing arrived within ``idle_wait_s``, so the caller gets control back
     regularly.
     """
@@ -66,10 +72,13 @@ def collect_batch(
         return None
     opened_at = clock() if read_since is None else min(read_since, clock())
     deadline = opened_at + max_wait_s
+    slice_s = POLL_SLICE_S if between_polls is not None else max_wait_s
     while len(messages) < max_records:
         remaining = deadline - clock()
-        polled = poll(max_records - len(messages), max(0.0, remaining))
+        polled = poll(max_records - len(messages), min(max(0.0, remaining), slice_s))
         messages.extend(polled)
+        if between_polls is not None:
+            between_polls()
         if remaining <= 0 and not polled:  # past the wait, only what was already read is taken
             break
     return MicroBatch(messages, opened_at)

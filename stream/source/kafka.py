@@ -107,8 +107,14 @@ class KafkaSource:
         its delivery): a rebalance waits for them before partitions move."""
         self._in_flight = in_flight
 
-    def next_batch(self, idle_wait_s: float = 0.5) -> MicroBatch | None:
-        """The next micro-batch, or ``None`` when no record came within ``idle_wait_s``."""
+    def next_batch(
+        self, idle_wait_s: float = 0.5, between_polls: Callable[[], object] | None = None
+    ) -> MicroBatch | None:
+        """The next micro-batch, or ``None`` when no record came within ``idle_wait_s``.
+
+        ``between_polls`` runs on this thread between the polls of the batch's wait (committing
+        the batches delivered meanwhile, :meth:`~stream.pipeline.Pipeline.commit_delivered`).
+        """
         if not self._subscribed:
             self.consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             self._subscribed = True
@@ -116,7 +122,12 @@ class KafkaSource:
         revocations = self._revocations
         read_since = self._strays_since if self._strays else None  # read-ahead records have waited already
         batch = collect_batch(
-            self._poll, self._settings.batch_max_records, max_wait_s, idle_wait_s, read_since=read_since
+            self._poll,
+            self._settings.batch_max_records,
+            max_wait_s,
+            idle_wait_s,
+            read_since=read_since,
+            between_polls=between_polls,
         )
         if batch is None:
             return None

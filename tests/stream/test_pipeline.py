@@ -105,6 +105,52 @@ def test_batches_are_delivered_and_committed_in_the_order_they_were_consumed() -
     assert rewound == []
 
 
+def test_delivered_batches_are_committed_in_order_up_to_the_first_not_delivered() -> None:
+    """What the consumer's thread commits while the next batch fills: the oldest batches that are
+    delivered, never one behind a batch still under way."""
+    model, completer, rewound = ScriptedModel(hold_at=3), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=3)
+    for offset in (0, 3, 6):
+        pipeline.submit(_batch(offset))
+    jobs = pipeline.in_flight()
+    _wait(jobs[0][1])
+    assert pipeline.commit_delivered() == 1
+    assert completer.committed == [0]
+    assert pipeline.commit_delivered() == 0  # 3 is held, so 6 waits even once delivered
+    model.release.set()
+    _wait(jobs[2][1])
+    assert pipeline.commit_delivered() == 2
+    pipeline.close()
+    assert completer.committed == [0, 3, 6]
+
+
+def test_a_failed_batch_is_left_to_complete_which_rewinds_it() -> None:
+    model, completer, rewound = ScriptedModel(fail_at=0), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=2)
+    pipeline.submit(_batch(0))
+    _wait(pipeline.in_flight()[0][1])
+    assert pipeline.commit_delivered() == 0
+    assert rewound == [] and len(pipeline.in_flight()) == 1
+    pipeline.complete(_wait, block=True)
+    pipeline.close()
+    assert rewound == [0] and completer.committed == []
+
+
+class FailingCommits(RecordingCompleter):
+    def commit(self, batch: MicroBatch) -> None:
+        raise RuntimeError("the group is rebalancing")
+
+
+def test_a_commit_that_fails_between_polls_leaves_the_batch_to_the_consume_loop() -> None:
+    model, completer, rewound = ScriptedModel(), FailingCommits(), []
+    pipeline = _pipeline(model, completer, rewound, depth=2)
+    pipeline.submit(_batch(0))
+    _wait(pipeline.in_flight()[0][1])
+    assert pipeline.commit_delivered() == 0
+    assert len(pipeline.in_flight()) == 1  # still there for complete(), which handles the failure
+    pipeline.close()
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_a_failed_batch_rewinds_itself_and_every_later_one_undelivered(depth: int) -> None:
     model, completer, rewound = ScriptedModel(fail_at=3), RecordingCompleter(), []

@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from stream.batching.microbatch import MicroBatch, collect_batch
+from stream.batching.microbatch import POLL_SLICE_S, MicroBatch, collect_batch
 from tests.fakes import FakeMessage
 
 
@@ -107,3 +107,17 @@ def test_records_read_ahead_a_moment_ago_wait_out_the_rest() -> None:
     assert batch is not None and batch.opened_at == 9.95
     assert poll.calls[1][1] == pytest.approx(0.14)  # what was left of the 0.2 s after the first poll
     assert len(poll.calls) <= 17  # polls of 0.01 s until 10.15 (from 10.01, not 10.21), then one more
+
+
+def test_work_between_polls_runs_in_slices_of_the_wait() -> None:
+    """The consumer commits delivered batches while the next one fills: the wait is polled in
+    short slices, with the work after each poll, and still ends when the batch's wait is over."""
+    clock = [0.0]
+    poll = ScriptedPoll([[FakeMessage(b"a", 0)]] + [[] for _ in range(100)], clock, POLL_SLICE_S)
+    ticks: list[float] = []
+    batch = collect_batch(
+        poll, max_records=1000, max_wait_s=0.1, clock=lambda: clock[0], between_polls=lambda: ticks.append(clock[0])
+    )
+    assert batch is not None and len(batch) == 1
+    assert all(timeout <= POLL_SLICE_S for _, timeout in poll.calls[1:])
+    assert len(ticks) == len(poll.calls) - 1 >= 10  # after every poll of the wait
