@@ -31,7 +31,7 @@ from stream.backend import Backend, resolve_backend
 from stream.bench_load import BatchStats, OutputReader, batch_stats, batch_totals, latency_phase
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
-from stream.local_worker import scrape_total, start_worker_process, stop_worker_process, wait_worker_healthy
+from stream.local_worker import scrape_totals, start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
@@ -70,6 +70,7 @@ class BenchResult:
     first_prediction_s: float = 0.0  # from the worker's readiness to the first prediction read
     e2e_after_first_rows_per_s: float = 0.0  # the backlog after its first prediction, over the time to its last
     backlog_decoded_on_driver: int = 0  # records of the backlog the workers did not parse (0: all parsed there)
+    backlog_driver_gc_s: float = 0.0  # seconds the driver's garbage collector ran, start-up and backlog
     latency_batches: int = 0  # the worker's micro-batches during the latency phase
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
@@ -84,6 +85,7 @@ class EndToEnd:
     first_prediction_s: float
     after_first_rows_per_s: float
     decoded_on_driver: int
+    driver_gc_s: float
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
@@ -113,6 +115,7 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         max_batches_in_flight=settings.max_batches_in_flight, batch_max_wait_ms=settings.batch_max_wait_ms,
         format=settings.format, first_prediction_s=e2e.first_prediction_s,
         e2e_after_first_rows_per_s=e2e.after_first_rows_per_s, backlog_decoded_on_driver=e2e.decoded_on_driver,
+        backlog_driver_gc_s=round(e2e.driver_gc_s, 3),
         latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
         latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
@@ -139,6 +142,7 @@ def format_table(result: BenchResult) -> str:
             f" (first prediction after {result.first_prediction_s:.2f} s)",
         ),
         ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
+        ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s (start-up and backlog)"),
         ("(b)/(a)", f"{result.ratio:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         (
@@ -253,7 +257,8 @@ def _measure(
     reader.wait_for(settings.records, timeout_s=1800)
     e2e = settings.records / (time.monotonic() - started)
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
-    decoded_on_driver = int(scrape_total(settings.metrics_port, "knnstream_records_decoded_on_driver_total"))
+    decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
+    totals = scrape_totals(settings.metrics_port, [decoded, gc_seconds])
     offered = e2e / 2
     count = max(1, int(offered * settings.latency_seconds))
     # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
@@ -270,8 +275,9 @@ def _measure(
     p50, p99 = np.percentile(latencies, [50, 99])
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(
-        e2e, first - started, after_first, decoded_on_driver, offered, float(p50), float(p99), batches, soaked
-    )
+        e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds], offered, float(p50), float(p99),
+        batches, soaked,
+    )  # fmt: skip
 
 
 def _soak_window(

@@ -14,9 +14,10 @@ is committed: hundreds of thousands at once. With CPython's default thresholds (
 collection every 700 allocations, an older one every ten of those) they are walked again and
 again, and promoted until full collections walk them all: in a probe of the driver's own work
 (consume, check, join, offsets, commit; no Dask), the collector took 32% of the time, with 12
-full collections per million float32 records. :func:`space_out_collections` lets
+full collections per million float32 records. :func:`spaced_out_collections` lets
 :data:`YOUNG_COLLECTION_EVERY` allocations pass between young collections instead: in the same
-probe, 500,000 → 755,000 records/s and no full collection.
+probe, 500,000 → 755,000 records/s and no full collection. :class:`CollectionTimer` measures what
+the collector still takes (the worker exports it as ``knnstream_gc_seconds_total``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 # Allocations between two young collections (CPython's default: 700). Each young collection then
@@ -44,9 +47,44 @@ def freeze_startup_heap(import_first: Iterable[str] = ()) -> int:
     return frozen
 
 
-def space_out_collections(young_every: int = YOUNG_COLLECTION_EVERY) -> None:
-    """Let ``young_every`` allocations pass between young collections; the older generations'
-    thresholds (counted in young collections) are kept."""
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(young_every, older, oldest)
+@contextmanager
+def spaced_out_collections(young_every: int = YOUNG_COLLECTION_EVERY) -> Iterator[None]:
+    """Within: ``young_every`` allocations between young collections; the older generations'
+    thresholds (counted in young collections) are kept, and everything is as before after."""
+    previous = gc.get_threshold()
+    gc.set_threshold(young_every, previous[1], previous[2])
     log.info("young garbage collections every %d allocations", young_every)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
+class CollectionTimer:
+    """Seconds the garbage collector ran, and its runs, per generation, in this process.
+
+    The callback only adds to plain numbers: a collection can start at any allocation, also
+    while a thread holds a metric's lock, so the metrics read these totals when scraped.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        """Count the collections that run within."""
+        gc.callbacks.append(self._on_collection)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.seconds[generation] += time.perf_counter() - self._started
+        self.collections[generation] += 1

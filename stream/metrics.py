@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import confluent_kafka
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from stream.errors import ConfigurationError
+from stream.heap import CollectionTimer
 from stream.source.lag import partition_lags
 
 if TYPE_CHECKING:
@@ -110,6 +113,8 @@ class WorkerMetrics:
             ("worker", "device"),
             registry=self.registry,
         )
+        self.collections = CollectionTimer()  # timing in the worker's driver process
+        self.registry.register(_GarbageCollections(self.collections))
         self._lag_labels: dict[str, set[tuple[str, str]]] = {}  # per librdkafka client name
         self._gpu_labels: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -154,6 +159,26 @@ class WorkerMetrics:
             _remove_stale(self.gpu_memory_used, stale)
             _remove_stale(self.gpu_memory_total, stale)
             self._gpu_labels = current
+
+
+class _GarbageCollections(Collector):
+    """The driver's garbage collections, per generation, read from a :class:`CollectionTimer`."""
+
+    def __init__(self, timer: CollectionTimer) -> None:
+        self._timer = timer
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        seconds = CounterMetricFamily(
+            "knnstream_gc_seconds", "Seconds the driver's garbage collector ran", labels=["generation"]
+        )
+        runs = CounterMetricFamily(
+            "knnstream_gc_collections", "Garbage collections of the driver", labels=["generation"]
+        )
+        for generation in range(3):
+            seconds.add_metric([str(generation)], self._timer.seconds[generation])
+            runs.add_metric([str(generation)], self._timer.collections[generation])
+        yield seconds
+        yield runs
 
 
 def _remove_stale(gauge: Gauge, label_sets: Iterable[tuple[str, ...]]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from model_store import Manifest, ModelStore, ModelStoreError, parse_model_ref
 from stream.backend import Backend, resolve_backend
 from stream.errors import ConfigurationError
-from stream.heap import freeze_startup_heap, space_out_collections
+from stream.heap import freeze_startup_heap, spaced_out_collections
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.pipeline import Pipeline, PipelineConfig
 from stream.predict.cluster import close_client, start_client, threads_per_worker, warn_if_short_of_threads
@@ -105,9 +105,11 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             produce_lines=predictor.produce_lines if on_workers else None,
         )
         source.track(pipeline.in_flight)
-        freeze_startup_heap()  # the driver holds no model: everything made so far lives as long as it
-        space_out_collections()  # a message per record, alive until its batch is committed
-        _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
+        # A message per record, alive until its batch is committed: collections spaced out, and
+        # timed from the start-up's last one on.
+        with metrics.collections.timing(), spaced_out_collections():
+            freeze_startup_heap()  # the driver holds no model: everything made so far lives as long as it
+            _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:
         if gpu_memory is not None:
             gpu_memory.stop()

@@ -38,6 +38,7 @@ REQUIRED_METRICS = {
     "knnstream_gpu_memory_used_bytes": "GPU memory",
     "knnstream_inflight_batches": "in-flight batches",
     "knnstream_records_decoded_on_driver_total": "records the Dask workers did not parse",
+    "knnstream_gc_seconds_total": "the driver's time in garbage collection",
 }
 
 

@@ -56,6 +56,7 @@ ALLOWED_LABELS = {
     "device",
     "le",
     "role",
+    "generation",  # of the garbage collector: 0, 1 or 2
 }
 
 
@@ -170,6 +171,7 @@ def test_labels_are_bounded_and_names_are_exported(running_worker: RunningWorker
         "knnstream_model_info",
         "knnstream_build_info",
         "knnstream_last_progress_timestamp_seconds",
+        "knnstream_gc_seconds_total",
     }
     assert populated <= live, sorted(populated - live)
     assert populated <= exported_metric_names(), "the registry-derived names the dashboard test uses match the scrape"

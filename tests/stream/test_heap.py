@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream.heap import freeze_startup_heap, space_out_collections
+from stream.heap import freeze_startup_heap, spaced_out_collections
 
 
 class Node:
@@ -47,10 +47,8 @@ def test_a_cycle_made_after_the_freeze_is_still_collected() -> None:
     assert gc.collect() >= 2
 
 
-def test_young_collections_are_spaced_out_and_the_older_thresholds_kept() -> None:
+def test_young_collections_are_spaced_out_within_and_as_before_after() -> None:
     before = gc.get_threshold()
-    try:
-        space_out_collections(50_000)
+    with spaced_out_collections(50_000):
         assert gc.get_threshold() == (50_000, before[1], before[2])
-    finally:
-        gc.set_threshold(*before)
+    assert gc.get_threshold() == before

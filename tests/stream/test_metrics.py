@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import subprocess
@@ -217,5 +218,22 @@ def test_live_metrics_endpoint_passes_promtool_and_healthz_follows_the_loop() ->
     finally:
         server.stop()
     assert b"knnstream_consumer_lag_records" in body and b"knnstream_gpu_memory_used_bytes" in body
+    assert b'knnstream_gc_seconds_total{generation="2"}' in body
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, check=False)
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result
+
+
+def test_the_drivers_garbage_collections_are_counted_per_generation_while_installed() -> None:
+    metrics = WorkerMetrics()
+    with metrics.collections.timing():
+        gc.collect()
+        gc.collect(0)
+    gc.collect()  # not counted: outside
+    seconds = {s.labels["generation"]: s.value for s in _gc_samples(metrics, "knnstream_gc_seconds_total")}
+    runs = {s.labels["generation"]: s.value for s in _gc_samples(metrics, "knnstream_gc_collections_total")}
+    assert runs["2"] == 1 and runs["0"] >= 1
+    assert seconds["2"] > 0
+
+
+def _gc_samples(metrics: WorkerMetrics, name: str) -> list[Any]:
+    return [sample for family in metrics.registry.collect() for sample in family.samples if sample.name == name]
