@@ -62,8 +62,8 @@ def collect_batch(
     ``read_since``: when the first record was read, if ``poll`` hands out records read earlier
     (read ahead while batches were in flight): their wait started then, and a batch whose first
     record has waited ``max_wait_s`` already takes what has been read and goes.
-    ``between_polls``: called after every poll of the batch's wait, which is then polled in slices
-    of :data:`POLL_SLICE_S`.
+    ``between_polls``: called after every poll of the batch's wait (not after the first poll, the
+    one for its first record), which is then polled in slices of :data:`POLL_SLICE_S`.
     Returns ``None`` when nothing arrived within ``idle_wait_s``, so the caller gets control back
     regularly.
     """
@@ -75,10 +75,11 @@ def collect_batch(
     slice_s = POLL_SLICE_S if between_polls is not None else max_wait_s
     while len(messages) < max_records:
         remaining = deadline - clock()
-        polled = poll(max_records - len(messages), min(max(0.0, remaining), slice_s))
-        messages.extend(polled)
+        # Past the wait, one poll that waits for nothing takes what was already read, and the
+        # batch closes: records that keep arriving never hold it open.
+        messages.extend(poll(max_records - len(messages), min(max(0.0, remaining), slice_s)))
         if between_polls is not None:
             between_polls()
-        if remaining <= 0 and not polled:  # past the wait, only what was already read is taken
+        if remaining <= 0:
             break
     return MicroBatch(messages, opened_at)

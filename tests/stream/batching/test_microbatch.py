@@ -96,8 +96,20 @@ def test_records_read_ahead_count_their_wait_from_when_they_were_read() -> None:
     poll = ScriptedPoll(read + [[] for _ in range(100)], clock, 0.001)
     batch = collect_batch(poll, max_records=1000, max_wait_s=0.2, clock=lambda: clock[0], read_since=9.7)
     assert batch is not None and batch.opened_at == 9.7
-    assert len(batch) == 501
-    assert [timeout for _, timeout in poll.calls[1:]] == [0.0, 0.0, 0.0]  # the last one found nothing
+    assert len(batch) == 500  # the first record, then all the rest read ahead in one poll
+    assert [timeout for _, timeout in poll.calls[1:]] == [0.0]
+
+
+@pytest.mark.parametrize("between_polls", [None, lambda: None])
+def test_a_batch_closes_at_its_wait_while_records_keep_arriving(between_polls: Any) -> None:
+    """A steady trickle (a record every 0.5 ms) never holds a batch open past its wait."""
+    clock = [0.0]
+    poll = ScriptedPoll([[FakeMessage(b"a", i)] for i in range(100_000)], clock, 0.0005)
+    batch = collect_batch(
+        poll, max_records=50_000, max_wait_s=0.02, clock=lambda: clock[0], between_polls=between_polls
+    )
+    assert batch is not None and len(batch) <= 42  # 20 ms of records, and one last poll
+    assert clock[0] <= 0.0215
 
 
 def test_records_read_ahead_a_moment_ago_wait_out_the_rest() -> None:
