@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
-from stream.bench_load import BatchStats, OutputReader, batch_stats, batch_totals, latency_phase
+from stream.bench_load import BatchStats, OutputReader, batch_stats, latency_phase, settled_batch_totals
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.local_worker import scrape_totals, start_worker_process, stop_worker_process, wait_worker_healthy
@@ -70,7 +70,7 @@ class BenchResult:
     first_prediction_s: float = 0.0  # from the worker's readiness to the first prediction read
     e2e_after_first_rows_per_s: float = 0.0  # the backlog after its first prediction, over the time to its last
     backlog_decoded_on_driver: int = 0  # records of the backlog the workers did not parse (0: all parsed there)
-    backlog_driver_gc_s: float = 0.0  # seconds the driver's garbage collector ran, start-up and backlog
+    backlog_driver_gc_s: float = 0.0  # seconds the driver's garbage collector ran during the backlog
     latency_batches: int = 0  # the worker's micro-batches during the latency phase
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
@@ -142,7 +142,7 @@ def format_table(result: BenchResult) -> str:
             f" (first prediction after {result.first_prediction_s:.2f} s)",
         ),
         ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
-        ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s (start-up and backlog)"),
+        ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s during the backlog"),
         ("(b)/(a)", f"{result.ratio:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         (
@@ -253,11 +253,12 @@ def _measure(
 ) -> EndToEnd:
     """The clock starts when the worker is ready: the backlog's rate, then latency, then the soak."""
     wait_worker_healthy(worker, settings.metrics_port)
+    decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
+    at_start = scrape_totals(settings.metrics_port, [gc_seconds])  # the start-up's collections are not the backlog's
     started = time.monotonic()
     reader.wait_for(settings.records, timeout_s=1800)
     e2e = settings.records / (time.monotonic() - started)
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
-    decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     totals = scrape_totals(settings.metrics_port, [decoded, gc_seconds])
     offered = e2e / 2
     count = max(1, int(offered * settings.latency_seconds))
@@ -265,9 +266,9 @@ def _measure(
     paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
     records = _records(settings, "l", count)
     freeze_startup_heap()  # the bench's own garbage collections must not show up as latency
-    before = batch_totals(settings.metrics_port)
+    before = settled_batch_totals(settings.metrics_port)
     latencies = latency_phase(paced, topic, reader, records, offered, settings.format)
-    batches = batch_stats(before, batch_totals(settings.metrics_port))
+    batches = batch_stats(before, settled_batch_totals(settings.metrics_port))
     soaked = None
     if settings.soak_seconds > 0:
         window = _soak_window(settings, producer, topic, reader, offered)
@@ -275,8 +276,8 @@ def _measure(
     p50, p99 = np.percentile(latencies, [50, 99])
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(
-        e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds], offered, float(p50), float(p99),
-        batches, soaked,
+        e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], offered,
+        float(p50), float(p99), batches, soaked,
     )  # fmt: skip
 
 

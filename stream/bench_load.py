@@ -107,6 +107,7 @@ _BATCH_SAMPLES = (
     "knnstream_predict_duration_seconds_count",
     "knnstream_predict_duration_seconds_sum",
 )
+_IN_FLIGHT = "knnstream_inflight_batches"
 
 
 @dataclass(frozen=True)
@@ -116,27 +117,37 @@ class BatchStats:
     batches: int
     records_mean: float  # records per batch
     batch_ms_mean: float  # from a batch's first record consumed to its offsets committed
-    predict_ms_mean: float  # the Dask workers' part of it (parse, predict; produce when they produce)
+    predict_ms_mean: float  # per prediction on the Dask workers (parse, predict; produce when they produce)
 
 
-def batch_totals(port: int) -> dict[str, float]:
-    """The running totals :func:`batch_stats` takes the difference of."""
-    return scrape_totals(port, _BATCH_SAMPLES)
+def settled_batch_totals(port: int, timeout_s: float = 60.0) -> dict[str, float]:
+    """The running totals :func:`batch_stats` takes the difference of, once every batch consumed
+    is committed: a phase's predictions are read before their batches' commits are counted."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        totals = scrape_totals(port, (*_BATCH_SAMPLES, _IN_FLIGHT))
+        started, committed = (
+            totals["knnstream_batch_size_records_count"],
+            totals["knnstream_batch_latency_seconds_count"],
+        )
+        if totals[_IN_FLIGHT] == 0 and started == committed:
+            return totals
+        if time.monotonic() > deadline:
+            raise KnnStreamError(f"the worker still had batches in flight after {timeout_s:.0f} s")
+        time.sleep(0.05)
 
 
 def batch_stats(before: dict[str, float], after: dict[str, float]) -> BatchStats:
-    """The batches between two :func:`batch_totals` (zeros when there were none)."""
+    """The batches between two :func:`settled_batch_totals` (zeros when there were none)."""
     delta = {name: after[name] - before[name] for name in _BATCH_SAMPLES}
     batches = int(delta["knnstream_batch_size_records_count"])
     if batches == 0:
         return BatchStats(0, 0.0, 0.0, 0.0)
-    # Each histogram by its own count: a batch is counted in by its size as it starts, by its
-    # latency as it is committed, and the last of the phase may not be committed yet.
-    completed = max(1.0, delta["knnstream_batch_latency_seconds_count"])
-    predicted = max(1.0, delta["knnstream_predict_duration_seconds_count"])
+    # A batch whose parts a worker refused is predicted twice (there, then here).
+    predictions = max(1.0, delta["knnstream_predict_duration_seconds_count"])
     return BatchStats(
         batches,
         delta["knnstream_batch_size_records_sum"] / batches,
-        delta["knnstream_batch_latency_seconds_sum"] * 1000 / completed,
-        delta["knnstream_predict_duration_seconds_sum"] * 1000 / predicted,
+        delta["knnstream_batch_latency_seconds_sum"] * 1000 / batches,
+        delta["knnstream_predict_duration_seconds_sum"] * 1000 / predictions,
     )

@@ -93,6 +93,7 @@ class Pipeline:
         self._delivering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
         self._jobs: deque[BatchJob] = deque()
         self._refusing = False  # set on the delivering thread when a batch failed; reset after the rewind
+        self._commits_left_to_complete = False  # a commit between polls failed; complete() takes over
 
     def start(self) -> None:
         """Before the first batch (the consumer joins its group with it): ready the completer."""
@@ -120,6 +121,7 @@ class Pipeline:
         later one; :class:`CircuitOpenError` and :class:`ProducerFencedError` stop the worker.
         """
         committed = 0
+        self._commits_left_to_complete = False
         while self._jobs:
             job = self._jobs[0]
             if not job.done.done():
@@ -146,12 +148,18 @@ class Pipeline:
         latency) do not wait for that batch too.
         """
         committed = 0
-        while self._jobs and self._jobs[0].done.done() and self._jobs[0].done.exception() is None:
+        while (
+            not self._commits_left_to_complete
+            and self._jobs
+            and self._jobs[0].done.done()
+            and self._jobs[0].done.exception() is None
+        ):
             job = self._jobs[0]
             try:
                 self._completer.commit(job.batch)
             except Exception as exc:  # noqa: BLE001 - complete() commits it again, and handles a failure
-                log.info(
+                self._commits_left_to_complete = True  # not again every slice of the wait: once, there
+                log.warning(
                     "commit of the delivered batch from %s left to the consume loop (%s: %s)",
                     _describe(job.batch.first_offsets()),
                     type(exc).__name__,
@@ -307,13 +315,13 @@ class Pipeline:
     # ------------------------------------------------------------------- the consumer thread
 
     def _settle(self, job: BatchJob) -> None:
-        self._metrics.in_flight.dec()
         self._failures_in_a_row = 0
         encoded = job.done.result()
         self._metrics.predicted.labels(self._config.input_topic).inc(encoded.scored)
         for dead in encoded.dead_letters:
             self._metrics.dead_lettered.labels(self._config.input_topic, dead.reason).inc()
         self._metrics.batch_latency.observe(time.monotonic() - job.batch.opened_at)
+        self._metrics.in_flight.dec()  # last: no batch in flight means every one's metrics are in
 
     def _after_failure(self, failed: BatchJob, exc: BaseException, wait: Wait) -> None:
         """Let every later batch run out (none of them is delivered), rewind them all, back off."""

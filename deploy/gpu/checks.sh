@@ -49,8 +49,8 @@ print(f"{name}: raw {run['raw_rows_per_s']:,.0f} e2e {run['e2e_rows_per_s']:,.0f
       f" p50 / p99 {run['p50_ms']:.0f} / {run['p99_ms']:.0f} ms at {run['offered_rows_per_s']:,.0f}/s;"
       f" after the first prediction ({run['first_prediction_s']:.2f} s) {run['e2e_after_first_rows_per_s']:,.0f} rows/s;"
       f" latency batches {run['latency_batches']} of {run['latency_batch_records_mean']:,.0f} records,"
-      f" {run['latency_batch_ms_mean']:.0f} ms consumed to committed ({run['latency_predict_ms_mean']:.0f} ms on workers);"
-      f" decoded on driver {run['backlog_decoded_on_driver']}")
+      f" {run['latency_batch_ms_mean']:.0f} ms consumed to committed ({run['latency_predict_ms_mean']:.0f} ms a prediction);"
+      f" decoded on driver {run['backlog_decoded_on_driver']}; driver's GC {run['backlog_driver_gc_s']:.2f} s")
 PY
 }
 
@@ -143,6 +143,7 @@ run_profile() {  # a bench in the background; 10 s of py-spy once the worker is 
 }
 
 run_rows() {  # run_rows FILE: one bench per line of FILE ("NAME ARGS..."; # comments)
+  [ -r "${1:-}" ] || { echo "no rows file: ${1:-(none given)}" >&2; return 2; }
   start_broker || return 1
   rm -f "$OUT/bench-summary.txt"
   local name args
@@ -161,7 +162,7 @@ case "${1:-}" in
   bench) run_bench ;;
   compare) run_compare ;;
   bench-one) shift; start_broker && { bench "$@"; pack_logs; } ;;
-  rows) shift; run_rows "$1" ;;
+  rows) shift; run_rows "${1:-}" ;;
   profile) shift; run_profile "$@" ;;
   *) echo "usage: $0 tests|demo|bench|compare|bench-one NAME ARGS...|rows FILE" >&2; exit 2 ;;
 esac

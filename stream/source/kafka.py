@@ -11,7 +11,9 @@ waits for the batch in flight without polling for a short while (:data:`HOLD_BEF
 and only then pauses the partitions and polls on, so a slow batch never makes it leave the group
 (``max.poll.interval.ms``). Pausing is kept for slow batches because it is not free: librdkafka
 drops a paused partition's prefetched records, and after the resume the next batch waits about
-half a second for a new fetch. A partition revoked by a rebalance is handed over only once the
+half a second for a new fetch. Records read ahead count their batch's wait from when they were
+read, and while the next batch fills, the consume loop commits the batches delivered meanwhile
+between the polls of its wait. A partition revoked by a rebalance is handed over only once the
 batches in flight are complete (at-least-once: with the offsets of that partition committed up
 to the last batch delivered), and records of partitions no longer assigned are dropped from the
 next batch: their new owner reads them from the committed offset. A commit refused because the
@@ -261,8 +263,9 @@ class KafkaSource:
     def _keep(self, messages: list[Any]) -> None:
         """Keep records read ahead for the next batch, noting when the first of them was read.
 
-        Records left over when a batch took fewer than there were keep the older time: the next
-        batch's wait then ends early rather than late.
+        Records left over when a batch took fewer than there were keep the older time, and so do
+        those left when a rewind or a revocation drops some: the next batch's wait then ends
+        early rather than late.
         """
         if messages and not self._strays:
             self._strays_since = time.monotonic()

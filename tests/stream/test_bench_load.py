@@ -50,12 +50,12 @@ def test_the_reader_counts_each_keyed_prediction_once_and_skips_unkeyed_ones(
 def test_batch_stats_are_the_means_of_the_batches_between_two_scrapes() -> None:
     before = dict.fromkeys(_SAMPLES, 0.0) | {"knnstream_batch_size_records_count": 3.0}
     after = {
-        "knnstream_batch_size_records_count": 7.0,  # 4 batches started
+        "knnstream_batch_size_records_count": 7.0,  # 4 batches
         "knnstream_batch_size_records_sum": 400.0,
-        "knnstream_batch_latency_seconds_count": 2.0,  # 2 committed so far
-        "knnstream_batch_latency_seconds_sum": 0.5,
-        "knnstream_predict_duration_seconds_count": 4.0,
-        "knnstream_predict_duration_seconds_sum": 0.2,
+        "knnstream_batch_latency_seconds_count": 4.0,
+        "knnstream_batch_latency_seconds_sum": 1.0,
+        "knnstream_predict_duration_seconds_count": 5.0,  # one batch's parts were refused: predicted twice
+        "knnstream_predict_duration_seconds_sum": 0.25,
     }
     assert batch_stats(before, after) == BatchStats(4, 100.0, 250.0, 50.0)
     assert batch_stats(after, after) == BatchStats(0, 0.0, 0.0, 0.0)

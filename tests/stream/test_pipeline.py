@@ -17,6 +17,7 @@ import pytest
 from stream.batching.microbatch import MicroBatch
 from stream.metrics import WorkerMetrics
 from stream.pipeline import Pipeline, PipelineConfig
+from stream.pipeline_stages import BatchJob, EncodedStage
 from stream.predict.distributed import Prediction
 from stream.settings import InputFormat
 from stream.sink.encode import OutboundRecord
@@ -116,7 +117,7 @@ def test_delivered_batches_are_committed_in_order_up_to_the_first_not_delivered(
     _wait(jobs[0][1])
     assert pipeline.commit_delivered() == 1
     assert completer.committed == [0]
-    assert pipeline.commit_delivered() == 0  # 3 is held, so 6 waits even once delivered
+    assert pipeline.commit_delivered() == 0  # 3 is held
     model.release.set()
     _wait(jobs[2][1])
     assert pipeline.commit_delivered() == 2
@@ -137,18 +138,42 @@ def test_a_failed_batch_is_left_to_complete_which_rewinds_it() -> None:
 
 
 class FailingCommits(RecordingCompleter):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures, self.attempts = failures, 0
+
     def commit(self, batch: MicroBatch) -> None:
-        raise RuntimeError("the group is rebalancing")
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise RuntimeError("the group is rebalancing")
+        super().commit(batch)
 
 
-def test_a_commit_that_fails_between_polls_leaves_the_batch_to_the_consume_loop() -> None:
-    model, completer, rewound = ScriptedModel(), FailingCommits(), []
+def test_a_commit_that_fails_between_polls_is_left_to_the_consume_loop_and_not_tried_again_meanwhile() -> None:
+    model, completer, rewound = ScriptedModel(), FailingCommits(failures=1), []
     pipeline = _pipeline(model, completer, rewound, depth=2)
     pipeline.submit(_batch(0))
     _wait(pipeline.in_flight()[0][1])
     assert pipeline.commit_delivered() == 0
-    assert len(pipeline.in_flight()) == 1  # still there for complete(), which handles the failure
+    assert pipeline.commit_delivered() == 0  # the next slice of the wait does not try again
+    assert completer.attempts == 1 and len(pipeline.in_flight()) == 1
+    assert pipeline.complete(_wait, block=True) == 1  # the consume loop commits it
     pipeline.close()
+    assert completer.committed == [0] and rewound == []
+
+
+def test_a_batch_delivered_behind_one_under_way_waits_for_it() -> None:
+    """Committing the later batch first would move the group past the earlier one's records."""
+    completer = RecordingCompleter()
+    pipeline = _pipeline(ScriptedModel(), completer, [], depth=3)
+    earlier, later = BatchJob(_batch(0), Future()), BatchJob(_batch(3), Future())
+    later.done.set_result(EncodedStage(later.batch, [], 3, []))
+    pipeline._jobs.extend([earlier, later])  # the order of the jobs is what is tested
+    assert pipeline.commit_delivered() == 0
+    earlier.done.set_result(EncodedStage(earlier.batch, [], 3, []))
+    assert pipeline.commit_delivered() == 2
+    pipeline.close()
+    assert completer.committed == [0, 3]
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
