@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.bench_load import BatchStats, OutputReader, batch_stats, latency_phase, settled_batch_totals
+from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.local_worker import scrape_totals, start_worker_process, stop_worker_process, wait_worker_healthy
@@ -40,41 +41,6 @@ from stream.settings import BenchSettings
 from stream.soak import SoakResult, soak
 
 SOAK_WINDOW_S = 30.0
-
-
-@dataclass(frozen=True)
-class BenchResult:
-    backend: str
-    index_rows: int
-    features: int
-    k: int
-    batch_size: int
-    records: int
-    partitions: int
-    workers: int
-    raw_rows_per_s: float
-    e2e_rows_per_s: float
-    ratio: float
-    offered_rows_per_s: float
-    p50_ms: float
-    p99_ms: float
-    machine: str
-    date: str
-    soak_seconds: float = 0.0
-    soak_worker_rss_mib: tuple[float, ...] = ()  # at the end of each soak window
-    soak_tree_rss_mib: tuple[float, ...] = ()
-    produce_on: str = "workers"
-    max_batches_in_flight: int = 2
-    batch_max_wait_ms: int = 200
-    format: str = "json"
-    first_prediction_s: float = 0.0  # from the worker's readiness to the first prediction read
-    e2e_after_first_rows_per_s: float = 0.0  # the backlog after its first prediction, over the time to its last
-    backlog_decoded_on_driver: int = 0  # records of the backlog the workers did not parse (0: all parsed there)
-    backlog_driver_gc_s: float = 0.0  # seconds the driver's garbage collector ran during the backlog
-    latency_batches: int = 0  # the worker's micro-batches during the latency phase
-    latency_batch_records_mean: float = 0.0
-    latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
-    latency_predict_ms_mean: float = 0.0  # the Dask workers' part of it
 
 
 @dataclass(frozen=True)
@@ -122,50 +88,6 @@ def run_bench(settings: BenchSettings) -> BenchResult:
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
-
-
-def format_table(result: BenchResult) -> str:
-    rows = [
-        ("backend", result.backend),
-        ("index", f"{result.index_rows:,} x {result.features}, k={result.k}"),
-        ("batch size", f"{result.batch_size:,} (or what came within {result.batch_max_wait_ms} ms)"),
-        ("record format", result.format),
-        (
-            "workers",
-            f"{result.workers} (producing: {result.produce_on}; batches in flight: {result.max_batches_in_flight})",
-        ),
-        ("(a) raw predict", f"{result.raw_rows_per_s:,.0f} rows/s"),
-        ("(b) end to end", f"{result.e2e_rows_per_s:,.0f} rows/s ({result.records:,} records)"),
-        (
-            "  after the first",
-            f"{result.e2e_after_first_rows_per_s:,.0f} rows/s"
-            f" (first prediction after {result.first_prediction_s:.2f} s)",
-        ),
-        ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
-        ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s during the backlog"),
-        ("(b)/(a)", f"{result.ratio:.2f}"),
-        ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
-        (
-            "  its batches",
-            f"{result.latency_batches:,} of {result.latency_batch_records_mean:,.0f} records on average,"
-            f" {result.latency_batch_ms_mean:.1f} ms from consumed to committed"
-            f" ({result.latency_predict_ms_mean:.1f} ms on the Dask workers)",
-        ),
-        ("machine", result.machine),
-        ("date", result.date),
-    ]
-    if result.soak_worker_rss_mib:
-        first, last = result.soak_worker_rss_mib[0], result.soak_worker_rss_mib[-1]
-        rows.insert(
-            -2,
-            (
-                "soak",
-                f"{result.soak_seconds:.0f} s: worker RSS {first:.0f} → {last:.0f} MiB"
-                f" (max {max(result.soak_worker_rss_mib):.0f}; with Dask"
-                f" {result.soak_tree_rss_mib[0]:.0f} → {result.soak_tree_rss_mib[-1]:.0f} MiB)",
-            ),
-        )
-    return "\n".join(f"{name:<20}{value}" for name, value in rows)
 
 
 def _publish_index(settings: BenchSettings, backend: Backend, workdir: Path) -> str:

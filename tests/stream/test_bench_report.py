@@ -1,0 +1,31 @@
+"""The bench's table: every figure of the run, by name, and the soak only when there was one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from stream.bench_report import BenchResult, format_table
+
+RESULT = BenchResult(
+    backend="gpu", index_rows=1_000_000, features=32, k=5, batch_size=50_000, records=2_000_000, partitions=8,
+    workers=1, raw_rows_per_s=191_642.0, e2e_rows_per_s=177_443.0, ratio=0.926, offered_rows_per_s=88_721.5,
+    p50_ms=340.2, p99_ms=478.4, machine="host (x86_64, NVIDIA H200)", date="2026-11-27",
+    latency_batches=13, latency_batch_records_mean=20_474.2, latency_batch_ms_mean=583.2, latency_predict_ms_mean=201.4,
+)  # fmt: skip
+
+
+def test_the_table_names_every_figure() -> None:
+    text = format_table(RESULT)
+    assert "191,642 rows/s" in text and "177,443 rows/s (2,000,000 records)" in text
+    assert "(b)/(a)             0.93" in text
+    assert "340.2 ms / 478.4 ms at 88,722/s" in text
+    assert "13 of 20,474 records on average, 583.2 ms from consumed to committed" in text
+    assert "soak" not in text
+
+
+def test_a_soak_shows_the_first_last_and_largest_rss() -> None:
+    soaked = replace(
+        RESULT, soak_seconds=600.0, soak_worker_rss_mib=(188.0, 192.0, 190.0), soak_tree_rss_mib=(900.0, 910.0, 905.0)
+    )
+    line = next(line for line in format_table(soaked).splitlines() if line.startswith("soak"))
+    assert "600 s: worker RSS 188 → 190 MiB (max 192; with Dask 900 → 905 MiB)" in line
