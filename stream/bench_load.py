@@ -121,19 +121,20 @@ class BatchStats:
 
 
 def settled_batch_totals(port: int, timeout_s: float = 60.0) -> dict[str, float]:
-    """The running totals :func:`batch_stats` takes the difference of, once every batch consumed
-    is committed: a phase's predictions are read before their batches' commits are counted."""
+    """The running totals :func:`batch_stats` takes the difference of, once the worker is idle: no
+    batch in flight, and the same totals in two readings a moment apart. (A phase's predictions
+    are read before their batches are committed and counted, and one scrape does not read the
+    histograms and the in-flight gauge at one instant.)"""
     deadline = time.monotonic() + timeout_s
+    previous: dict[str, float] | None = None
     while True:
         totals = scrape_totals(port, (*_BATCH_SAMPLES, _IN_FLIGHT))
-        started, committed = (
-            totals["knnstream_batch_size_records_count"],
-            totals["knnstream_batch_latency_seconds_count"],
-        )
-        if totals[_IN_FLIGHT] == 0 and started == committed:
+        if totals[_IN_FLIGHT] == 0 and totals == previous:
             return totals
         if time.monotonic() > deadline:
-            raise KnnStreamError(f"the worker still had batches in flight after {timeout_s:.0f} s")
+            in_flight = totals[_IN_FLIGHT]
+            raise KnnStreamError(f"the worker was not idle within {timeout_s:.0f} s ({in_flight:.0f} in flight)")
+        previous = totals
         time.sleep(0.05)
 
 
@@ -143,11 +144,14 @@ def batch_stats(before: dict[str, float], after: dict[str, float]) -> BatchStats
     batches = int(delta["knnstream_batch_size_records_count"])
     if batches == 0:
         return BatchStats(0, 0.0, 0.0, 0.0)
-    # A batch whose parts a worker refused is predicted twice (there, then here).
+    # Each histogram by its own count: a batch rewound after a failure was started (and sized) but
+    # never committed, and with the workers producing, one whose parts they refused is predicted
+    # twice (there, then on the driver).
+    committed = max(1.0, delta["knnstream_batch_latency_seconds_count"])
     predictions = max(1.0, delta["knnstream_predict_duration_seconds_count"])
     return BatchStats(
         batches,
         delta["knnstream_batch_size_records_sum"] / batches,
-        delta["knnstream_batch_latency_seconds_sum"] * 1000 / batches,
+        delta["knnstream_batch_latency_seconds_sum"] * 1000 / committed,
         delta["knnstream_predict_duration_seconds_sum"] * 1000 / predictions,
     )

@@ -169,7 +169,7 @@ class _GarbageCollections(Collector):
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         seconds = CounterMetricFamily(
-            "knnstream_gc_seconds", "Seconds the driver's garbage collector ran", labels=["generation"]
+            "knnstream_gc_seconds", "CPU seconds the driver's garbage collector ran", labels=["generation"]
         )
         runs = CounterMetricFamily(
             "knnstream_gc_collections", "Garbage collections of the driver", labels=["generation"]

@@ -145,7 +145,9 @@ class Pipeline:
         """Commit the oldest batches that are delivered, up to the first one that is not (or that
         failed: :meth:`complete` deals with it); how many were committed. For the consumer's
         thread while it waits for the next batch to fill, so a delivered batch's offsets (and its
-        latency) do not wait for that batch too.
+        latency) do not wait for that batch too. After a commit fails here, nothing more is
+        committed here until :meth:`complete` has run (it commits that batch again, or handles the
+        failure). A commit holds the batch being filled up for as long as it takes.
         """
         committed = 0
         while (
@@ -329,10 +331,10 @@ class Pipeline:
             if not job.done.done():
                 wait(job.done)
         jobs, self._jobs = list(self._jobs), deque()
-        self._metrics.in_flight.dec(len(jobs))
         self._refusing = False
         self._failures_in_a_row += 1
         self._metrics.batch_failures.labels(type(exc).__name__).inc()
+        self._metrics.in_flight.dec(len(jobs))  # last, as in _settle
         log.error(
             "batch of %d records failed (%s: %s); rewinding %d batch(es) from %s",
             len(failed.batch),

@@ -143,7 +143,7 @@ run_profile() {  # a bench in the background; 10 s of py-spy once the worker is 
 }
 
 run_rows() {  # run_rows FILE: one bench per line of FILE ("NAME ARGS..."; # comments)
-  [ -r "${1:-}" ] || { echo "no rows file: ${1:-(none given)}" >&2; return 2; }
+  [ -f "${1:-}" ] && [ -r "$1" ] || { echo "no rows file: ${1:-(none given)}" >&2; return 2; }
   start_broker || return 1
   rm -f "$OUT/bench-summary.txt"
   local name args

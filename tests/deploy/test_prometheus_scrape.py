@@ -177,6 +177,13 @@ def test_labels_are_bounded_and_names_are_exported(running_worker: RunningWorker
     assert populated <= exported_metric_names(), "the registry-derived names the dashboard test uses match the scrape"
 
 
+def test_the_drivers_garbage_collections_are_timed_from_its_start_up_on(running_worker: RunningWorker) -> None:
+    """The start-up's last collection (the one before freezing its heap) is counted: the timing is on."""
+    body = scrape(running_worker.port)
+    assert (_sample_value(body, "knnstream_gc_collections_total", {"generation": "2"}) or 0) >= 1
+    assert (_sample_value(body, "knnstream_gc_seconds_total", {"generation": "2"}) or 0) > 0
+
+
 def test_model_and_build_info(running_worker: RunningWorker) -> None:
     body = scrape(running_worker.port)
     model = {"name": "blobs", "version": running_worker.model.version}

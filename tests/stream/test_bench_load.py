@@ -8,8 +8,9 @@ import pytest
 from confluent_kafka import Producer
 
 from stream.bench_load import _BATCH_SAMPLES as _SAMPLES
-from stream.bench_load import BatchStats, OutputReader, batch_stats, latency_phase
+from stream.bench_load import BatchStats, OutputReader, batch_stats, latency_phase, settled_batch_totals
 from stream.errors import KnnStreamError
+from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.produce import FeatureRecord
 
 pytestmark = pytest.mark.kafka
@@ -48,14 +49,47 @@ def test_the_reader_counts_each_keyed_prediction_once_and_skips_unkeyed_ones(
 
 
 def test_batch_stats_are_the_means_of_the_batches_between_two_scrapes() -> None:
-    before = dict.fromkeys(_SAMPLES, 0.0) | {"knnstream_batch_size_records_count": 3.0}
+    before = dict.fromkeys(_SAMPLES, 0.0) | {
+        "knnstream_batch_size_records_count": 3.0,
+        "knnstream_batch_latency_seconds_count": 1.0,
+    }
     after = {
-        "knnstream_batch_size_records_count": 7.0,  # 4 batches
+        "knnstream_batch_size_records_count": 7.0,  # 4 batches started
         "knnstream_batch_size_records_sum": 400.0,
-        "knnstream_batch_latency_seconds_count": 4.0,
-        "knnstream_batch_latency_seconds_sum": 1.0,
+        "knnstream_batch_latency_seconds_count": 4.0,  # 3 committed: one was rewound
+        "knnstream_batch_latency_seconds_sum": 0.75,
         "knnstream_predict_duration_seconds_count": 5.0,  # one batch's parts were refused: predicted twice
         "knnstream_predict_duration_seconds_sum": 0.25,
     }
     assert batch_stats(before, after) == BatchStats(4, 100.0, 250.0, 50.0)
     assert batch_stats(after, after) == BatchStats(0, 0.0, 0.0, 0.0)
+
+
+def _served(metrics: WorkerMetrics) -> MetricsServer:
+    server = MetricsServer(metrics, Health(stale_after_s=60), "127.0.0.1", 0)
+    server.start()
+    return server
+
+
+def test_the_batch_totals_are_read_once_the_worker_is_idle() -> None:
+    metrics = WorkerMetrics()
+    metrics.batch_size.observe(100)
+    metrics.batch_latency.observe(0.2)
+    server = _served(metrics)
+    try:
+        totals = settled_batch_totals(server.port, timeout_s=10)
+    finally:
+        server.stop()
+    assert totals["knnstream_batch_size_records_count"] == 1
+    assert totals["knnstream_batch_latency_seconds_sum"] == pytest.approx(0.2)
+
+
+def test_a_worker_with_a_batch_in_flight_is_waited_for_and_then_given_up_on() -> None:
+    metrics = WorkerMetrics()
+    metrics.in_flight.inc()
+    server = _served(metrics)
+    try:
+        with pytest.raises(KnnStreamError, match="1 in flight"):
+            settled_batch_totals(server.port, timeout_s=0.3)
+    finally:
+        server.stop()

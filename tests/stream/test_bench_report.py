@@ -9,7 +9,8 @@ from stream.bench_report import BenchResult, format_table
 RESULT = BenchResult(
     backend="gpu", index_rows=1_000_000, features=32, k=5, batch_size=50_000, records=2_000_000, partitions=8,
     workers=1, raw_rows_per_s=191_642.0, e2e_rows_per_s=177_443.0, ratio=0.926, offered_rows_per_s=88_721.5,
-    p50_ms=340.2, p99_ms=478.4, machine="host (x86_64, NVIDIA H200)", date="2026-11-27",
+    p50_ms=340.2, p99_ms=478.4, machine="host (x86_64, NVIDIA H200)", date="2026-11-27", first_prediction_s=1.39,
+    e2e_after_first_rows_per_s=202_412.0, backlog_decoded_on_driver=0, backlog_driver_gc_s=0.14,
     latency_batches=13, latency_batch_records_mean=20_474.2, latency_batch_ms_mean=583.2, latency_predict_ms_mean=201.4,
 )  # fmt: skip
 
@@ -20,6 +21,10 @@ def test_the_table_names_every_figure() -> None:
     assert "(b)/(a)             0.93" in text
     assert "340.2 ms / 478.4 ms at 88,722/s" in text
     assert "13 of 20,474 records on average, 583.2 ms from consumed to committed" in text
+    assert "202,412 rows/s (first prediction after 1.39 s)" in text
+    assert "0 records (0: the workers parsed them all)" in text
+    assert "0.14 s during the backlog" in text
+    assert "host (x86_64, NVIDIA H200)" in text and "2026-11-27" in text
     assert "soak" not in text
 
 

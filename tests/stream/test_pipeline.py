@@ -176,6 +176,32 @@ def test_a_batch_delivered_behind_one_under_way_waits_for_it() -> None:
     assert completer.committed == [0, 3]
 
 
+@pytest.mark.parametrize("fail_at", [None, 3])
+def test_a_batch_leaves_the_in_flight_gauge_after_its_other_metrics(fail_at: int | None) -> None:
+    """The bench reads a worker with no batch in flight as one whose batch metrics are all in."""
+    model, completer, rewound = ScriptedModel(fail_at=fail_at), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=2)
+    metrics = pipeline._metrics  # the gauge's order against the histograms is what is tested
+    seen: list[tuple[float, float]] = []
+    decrement = metrics.in_flight.dec
+
+    def noting(amount: float = 1) -> None:
+        latency = metrics.registry.get_sample_value("knnstream_batch_latency_seconds_count") or 0.0
+        failures = metrics.registry.get_sample_value("knnstream_batch_failures_total", {"stage": "RuntimeError"})
+        seen.append((latency, failures or 0.0))
+        decrement(amount)
+
+    metrics.in_flight.dec = noting  # type: ignore[method-assign]
+    for offset in (0, 3):
+        pipeline.submit(_batch(offset))
+    pipeline.drain(_wait)
+    pipeline.close()
+    if fail_at is None:
+        assert seen == [(1.0, 0.0), (2.0, 0.0)]
+    else:
+        assert seen == [(1.0, 0.0), (1.0, 1.0)]  # batch 0 committed, then the failure counted
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_a_failed_batch_rewinds_itself_and_every_later_one_undelivered(depth: int) -> None:
     model, completer, rewound = ScriptedModel(fail_at=3), RecordingCompleter(), []
