@@ -162,7 +162,7 @@ def _consume_until_stopped(
         while not stop.is_set():
             health.beat()
             metrics.mark_progress()
-            follower.maybe_switch()
+            follower.maybe_switch(settle=lambda: pipeline.drain(wait_paused))
             batch = None
             if not pipeline.full():
                 # With batches under way, come back soon to commit them, and commit those

@@ -87,17 +87,23 @@ class ModelFollower:
         self._predictor.activate(served.version)
         self._on_switch(served)
         if self._shadow is not None:
-            self._follow(self._shadow, "shadow")
+            self._follow(self._shadow, "shadow", lambda: None)  # nothing in flight yet
 
-    def maybe_switch(self) -> None:
-        """Between batches: look at the aliases when the interval has passed."""
+    def maybe_switch(self, settle: Callable[[], None]) -> None:
+        """Between batches: look at the aliases when the interval has passed.
+
+        ``settle`` runs once a new version is loaded and before it replaces the one in use: it
+        must see the batches in flight complete, because the version replaced is unloaded from
+        the workers, and a task of such a batch that had not yet started would fail without it
+        (and its batch be consumed again, after the parts already produced by other workers).
+        """
         if time.monotonic() < self._next_check:
             return
         self._next_check = time.monotonic() + self._interval_s
         if self._served.is_alias:
-            self._follow(self._served, "served")
+            self._follow(self._served, "served", settle)
         if self._shadow is not None and self._shadow.is_alias:
-            self._follow(self._shadow, "shadow")
+            self._follow(self._shadow, "shadow", settle)
 
     def observe(self, prediction: Prediction) -> None:
         """Count how often the shadow version agrees with the served one."""
@@ -111,7 +117,7 @@ class ModelFollower:
         self._metrics.shadow_agreed.inc(agreed)
         self._metrics.shadow_agreement.set(agreed / len(served))
 
-    def _follow(self, ref: ModelRef, role: str) -> None:
+    def _follow(self, ref: ModelRef, role: str, settle: Callable[[], None]) -> None:
         current = self._predictor.version if role == "served" else self._predictor.shadow_version
         try:
             manifest = self._store.resolve(ref)
@@ -128,6 +134,7 @@ class ModelFollower:
             self._metrics.reload_failures.labels(role).inc()
             log.error("refused %s version %s of %s: %s; keeping version %s", role, manifest.version, ref, exc, current)
             return
+        settle()
         if role == "served":
             previous = self._predictor.activate(manifest.version)
             self._on_switch(manifest)

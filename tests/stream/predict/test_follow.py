@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import CollectorRegistry
 
-from model_store import Manifest, ModelStore
+from model_store import Manifest, ModelStore, parse_model_ref
+from stream.predict.distributed import ModelLoadError
+from stream.predict.follow import FollowMetrics, ModelFollower
 from stream.predict.model import MODEL_FILE
+from stream.predict.plugin import ModelPlugin
 from stream.settings import TrainSettings
 from stream.train.job import train
 from tests.helpers import blobs, consume_until, free_port, read_output, scrape, start_worker, values, wait_healthy
@@ -155,3 +159,47 @@ def test_shadow_version_scores_without_publishing(
     assert {p["model_version"] for p in values(outputs)} == {served.version}
     assert 0.5 < agreed / 2_000 <= 1.0  # same blobs, different samples: mostly the same answers
     assert 0.0 < agreement <= 1.0
+
+
+class RecordingPredictor:
+    """Stands in for the Dask predictor: notes what the follower asks of it, in order."""
+
+    def __init__(self, version: str, calls: list[str], refuse: str | None = None) -> None:
+        self.version: str | None = version
+        self.shadow_version: str | None = None
+        self.calls, self.refuse = calls, refuse
+
+    def load(self, plugin: ModelPlugin) -> None:
+        if plugin.version == self.refuse:
+            raise ModelLoadError(f"version {plugin.version} failed to load")
+        self.calls.append(f"load {plugin.version}")
+
+    def activate(self, version: str) -> str | None:
+        self.calls.append(f"activate {version}")
+        previous, self.version = self.version, version
+        return previous
+
+
+def test_the_batches_in_flight_settle_after_the_new_version_loads_and_before_it_serves(
+    tmp_path: Path, tmp_store: str
+) -> None:
+    """The version replaced is unloaded from the workers at once: a batch still to run on it
+    would fail, and be consumed again after other parts of it were produced."""
+    old = _train(tmp_path, tmp_store, seed=0, alias="production")
+    new = _train(tmp_path, tmp_store, seed=1, alias=None)
+    store, calls = ModelStore(tmp_store), []
+    predictor = RecordingPredictor(old.version, calls)
+    follower = ModelFollower(
+        store, parse_model_ref("blobs@production"), None, predictor, "cpu", old.n_features,  # type: ignore[arg-type]
+        FollowMetrics(CollectorRegistry()), on_switch=lambda manifest: None, interval_s=0.0,
+    )  # fmt: skip
+    follower.maybe_switch(settle=lambda: calls.append("settle"))
+    assert calls == []  # nothing new: nothing to settle
+    store.promote("blobs", "production", new.version)
+    follower.maybe_switch(settle=lambda: calls.append("settle"))
+    assert calls == [f"load {new.version}", "settle", f"activate {new.version}"]
+    broken = _train(tmp_path, tmp_store, seed=2, alias=None)
+    predictor.refuse = broken.version
+    store.promote("blobs", "production", broken.version)
+    follower.maybe_switch(settle=lambda: calls.append("settle"))
+    assert calls[3:] == []  # refused: the version in use stays, nothing to settle
