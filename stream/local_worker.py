@@ -74,11 +74,6 @@ def stop_worker_process(worker: subprocess.Popen[bytes], timeout_s: float = 60.0
         return worker.wait(timeout=10)
 
 
-def scrape_total(port: int, name: str) -> float:
-    """The sum of every sample called ``name`` on the worker's ``/metrics`` (0 when there is none)."""
-    return scrape_totals(port, [name])[name]
-
-
 def scrape_totals(port: int, names: Sequence[str]) -> dict[str, float]:
     """Of each of ``names``, the sum of its samples (over all labels) on the worker's ``/metrics``."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:

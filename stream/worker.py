@@ -157,12 +157,15 @@ def _consume_until_stopped(
     def wait_paused(in_flight: Future[Any]) -> None:
         source.wait_paused(in_flight, on_tick=health.beat)
 
+    def settle() -> None:  # before a model switch: the batches in flight are done with the old version
+        pipeline.drain(wait_paused)
+
     pipeline.start()
     try:
         while not stop.is_set():
             health.beat()
             metrics.mark_progress()
-            follower.maybe_switch(settle=lambda: pipeline.drain(wait_paused))
+            follower.maybe_switch(settle)
             batch = None
             if not pipeline.full():
                 # With batches under way, come back soon to commit them, and commit those

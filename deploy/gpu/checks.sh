@@ -69,20 +69,8 @@ run_bench() {
   start_broker
   rm -f "$OUT/bench-summary.txt"
   local gpus; gpus=$(nvidia-smi -L | wc -l)
-  bench 1gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1
-  bench 1gpu-50k-driver --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --produce-on driver
-  bench 1gpu-10k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 300000 --partitions 8 --workers 1
-  bench 1gpu-50k-float32 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --format float32
-  bench 1gpu-50k-wait20 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --batch-max-wait-ms 20
-  bench 1gpu-50k-float32-4x-wait20 --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 1 --format float32 --max-batches-in-flight 4 --batch-max-wait-ms 20
-  bench 1gpu-10k-4x --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 10000 --records 300000 --partitions 8 --workers 1 --max-batches-in-flight 4
-  bench 1gpu-50k-float32-4x-2m --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 2000000 --partitions 8 --workers 1 --format float32 --max-batches-in-flight 4 --latency-seconds 3
-  if [ "$gpus" -ge 2 ]; then
-    bench 2gpu-50k --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 500000 --partitions 8 --workers 2
-    bench 2gpu-50k-json-4x --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 1000000 --partitions 8 --workers 2 --max-batches-in-flight 4 --latency-seconds 3
-    bench 2gpu-50k-float32-4x-2m --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 2000000 --partitions 8 --workers 2 --format float32 --max-batches-in-flight 4 --latency-seconds 3
-    bench 2gpu-50k-float32-8x-2m --backend gpu --index-rows 1000000 --features 32 --k 5 --batch-size 50000 --records 2000000 --partitions 8 --workers 2 --format float32 --max-batches-in-flight 8 --latency-seconds 3
-  fi
+  bench_rows deploy/gpu/rows/bench-one-gpu.txt
+  [ "$gpus" -ge 2 ] && bench_rows deploy/gpu/rows/bench-two-gpus.txt
   python3 - <<'PY'
 import numpy as np, pandas as pd
 rng = np.random.default_rng(0)
@@ -142,16 +130,20 @@ run_profile() {  # a bench in the background; 10 s of py-spy once the worker is 
   cat "$OUT/bench-profile.json"
 }
 
-run_rows() {  # run_rows FILE: one bench per line of FILE ("NAME ARGS..."; # comments)
-  [ -f "${1:-}" ] && [ -r "$1" ] || { echo "no rows file: ${1:-(none given)}" >&2; return 2; }
-  start_broker || return 1
-  rm -f "$OUT/bench-summary.txt"
+bench_rows() {  # bench_rows FILE: one bench per line of FILE ("NAME ARGS..."; # comments)
   local name args
   while read -r name args; do
     [ -z "$name" ] || [ "${name#\#}" != "$name" ] && continue
     # shellcheck disable=SC2086 # the line's arguments, split as written
     bench "$name" $args </dev/null  # the runs must not read the rows
   done <"$1"
+}
+
+run_rows() {  # run_rows FILE: bench_rows FILE with a broker, then the summary and the logs
+  [ -f "${1:-}" ] && [ -r "$1" ] || { echo "no rows file: ${1:-(none given)}" >&2; return 2; }
+  start_broker || return 1
+  rm -f "$OUT/bench-summary.txt"
+  bench_rows "$1"
   cat "$OUT/bench-summary.txt"
   pack_logs
 }

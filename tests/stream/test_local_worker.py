@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.local_worker import scrape_total
+from stream.local_worker import scrape_totals
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 
 
@@ -14,9 +14,16 @@ def test_a_total_sums_every_series_of_one_name_and_no_other() -> None:
     server = MetricsServer(metrics, Health(stale_after_s=60), "127.0.0.1", 0)
     server.start()
     try:
-        assert scrape_total(server.port, "knnstream_records_decoded_on_driver_total") == 7
-        assert scrape_total(server.port, "knnstream_records_consumed_total") == 100
-        assert scrape_total(server.port, "knnstream_records_predicted_total") == 0
-        assert scrape_total(server.port, "knnstream_records") == 0  # a prefix is not a name
+        names = [
+            "knnstream_records_decoded_on_driver_total",
+            "knnstream_records_consumed_total",
+            "knnstream_records_predicted_total",
+            "knnstream_records",
+        ]
+        totals = scrape_totals(server.port, names)
+        assert totals["knnstream_records_decoded_on_driver_total"] == 7
+        assert totals["knnstream_records_consumed_total"] == 100
+        assert totals["knnstream_records_predicted_total"] == 0
+        assert totals["knnstream_records"] == 0  # a prefix is not a name
     finally:
         server.stop()
