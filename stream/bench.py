@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +27,12 @@ from confluent_kafka import Producer
 
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
+from stream.bench_backlog import HeldBacklog, wait_group_settled
 from stream.bench_load import BatchStats, OutputReader, batch_stats, latency_phase, settled_batch_totals
+from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
-from stream.local_worker import scrape_totals, start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
@@ -52,6 +52,8 @@ class EndToEnd:
     after_first_rows_per_s: float
     decoded_on_driver: int
     driver_gc_s: float
+    cpu: CpuSeconds  # of the workers' processes during the backlog
+    predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed) in the backlog
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
@@ -81,7 +83,9 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         max_batches_in_flight=settings.max_batches_in_flight, batch_max_wait_ms=settings.batch_max_wait_ms,
         format=settings.format, first_prediction_s=e2e.first_prediction_s,
         e2e_after_first_rows_per_s=e2e.after_first_rows_per_s, backlog_decoded_on_driver=e2e.decoded_on_driver,
-        backlog_driver_gc_s=round(e2e.driver_gc_s, 3),
+        backlog_driver_gc_s=round(e2e.driver_gc_s, 3), backlog_driver_cpu_s=round(e2e.cpu.drivers, 2),
+        backlog_dask_cpu_s=round(e2e.cpu.dask_workers, 2), replicas=settings.replicas,
+        backlog_predicted_by_replica=e2e.predicted_by_replica,
         latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
         latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
@@ -149,57 +153,59 @@ def _stream_through_worker(
     settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], suffix: str
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4"})
-    send(producer, topics["input"], _records(settings, "b", settings.records), input_format=settings.format)
+    backlog = HeldBacklog(settings.bootstrap_servers)
     reader = OutputReader(settings.bootstrap_servers, topics["output"])
     try:
+        backlog.write(topics["input"], _records(settings, "b", settings.records), settings.format)
         reader.wait_until_assigned(timeout_s=60)
-        worker = start_worker_process(
-            settings.bootstrap_servers, store, "bench@production", topics, f"bench-{suffix}", backend,
-            settings.workers, settings.batch_size, settings.metrics_port, settings.scheduler,
-            [
-                "--produce-on", settings.produce_on, "--max-batches-in-flight", str(settings.max_batches_in_flight),
-                "--batch-max-wait-ms", str(settings.batch_max_wait_ms), "--input-format", settings.format,
-            ],
-        )  # fmt: skip
+        group_id = f"bench-{suffix}"
+        replicas = start_replicas(settings, backend, store, topics, group_id)
         try:
-            return _measure(settings, worker, producer, reader, topics["input"])
+            replicas.wait_healthy()
+            wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
+            return _measure(settings, replicas, backlog, reader, topics["input"])
         finally:
-            stop_worker_process(worker)
+            replicas.stop()
     finally:
+        backlog.abandon()
         reader.close()
 
 
 def _measure(
-    settings: BenchSettings, worker: subprocess.Popen[bytes], producer: Producer, reader: OutputReader, topic: str
+    settings: BenchSettings, replicas: Replicas, backlog: HeldBacklog, reader: OutputReader, topic: str
 ) -> EndToEnd:
-    """The clock starts when the worker is ready: the backlog's rate, then latency, then the soak."""
-    wait_worker_healthy(worker, settings.metrics_port)
+    """The clock starts when the backlog is released to the waiting workers: the backlog's rate,
+    then latency, then the soak."""
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
-    at_start = scrape_totals(settings.metrics_port, [gc_seconds])  # the start-up's collections are not the backlog's
+    at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
+    cpu_at_start = replicas.cpu_seconds()
     started = time.monotonic()
+    backlog.release()
     reader.wait_for(settings.records, timeout_s=1800)
     e2e = settings.records / (time.monotonic() - started)
+    cpu = replicas.cpu_seconds() - cpu_at_start
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
-    totals = scrape_totals(settings.metrics_port, [decoded, gc_seconds])
+    totals = replicas.totals([decoded, gc_seconds])
     offered = e2e / 2
     count = max(1, int(offered * settings.latency_seconds))
     # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
     paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
     records = _records(settings, "l", count)
     freeze_startup_heap()  # the bench's own garbage collections must not show up as latency
-    before = settled_batch_totals(settings.metrics_port)
+    before = settled_batch_totals(replicas.ports)
+    predicted = [int(count) for count in replicas.totals_each("knnstream_records_predicted_total")]
     latencies = latency_phase(paced, topic, reader, records, offered, settings.format)
-    batches = batch_stats(before, settled_batch_totals(settings.metrics_port))
+    batches = batch_stats(before, settled_batch_totals(replicas.ports))
     soaked = None
     if settings.soak_seconds > 0:
+        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20})
         window = _soak_window(settings, producer, topic, reader, offered)
-        soaked = soak(window, worker.pid, settings.soak_seconds, SOAK_WINDOW_S)
+        soaked = soak(window, replicas.processes[0].pid, settings.soak_seconds, SOAK_WINDOW_S)
     p50, p99 = np.percentile(latencies, [50, 99])
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(
-        e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], offered,
-        float(p50), float(p99), batches, soaked,
+        e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], cpu,
+        tuple(predicted), offered, float(p50), float(p99), batches, soaked,
     )  # fmt: skip
 
 

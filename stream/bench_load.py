@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,15 +120,16 @@ class BatchStats:
     predict_ms_mean: float  # per prediction on the Dask workers (parse, predict; produce when they produce)
 
 
-def settled_batch_totals(port: int, timeout_s: float = 60.0) -> dict[str, float]:
-    """The running totals :func:`batch_stats` takes the difference of, once the worker is idle: no
-    batch in flight, and the same totals in two readings a moment apart. (A phase's predictions
-    are read before their batches are committed and counted, and one scrape does not read the
-    histograms and the in-flight gauge at one instant.)"""
+def settled_batch_totals(ports: Sequence[int], timeout_s: float = 60.0) -> dict[str, float]:
+    """The running totals :func:`batch_stats` takes the difference of (summed over the workers at
+    ``ports``), once the workers are idle: no batch in flight, and the same totals in two
+    readings a moment apart. (A phase's predictions are read before their batches are committed
+    and counted, and one scrape does not read the histograms and the in-flight gauge at one
+    instant.)"""
     deadline = time.monotonic() + timeout_s
     previous: dict[str, float] | None = None
     while True:
-        totals = scrape_totals(port, (*_BATCH_SAMPLES, _IN_FLIGHT))
+        totals = scrape_totals(ports, (*_BATCH_SAMPLES, _IN_FLIGHT))
         if totals[_IN_FLIGHT] == 0 and totals == previous:
             return totals
         if time.monotonic() > deadline:

@@ -35,6 +35,10 @@ class BenchResult:
     e2e_after_first_rows_per_s: float = 0.0  # the backlog after its first prediction, over the time to its last
     backlog_decoded_on_driver: int = 0  # records of the backlog the workers did not parse (0: all parsed there)
     backlog_driver_gc_s: float = 0.0  # seconds the driver's garbage collector ran during the backlog
+    backlog_driver_cpu_s: float = 0.0  # CPU seconds of the worker's own process (all replicas) during the backlog
+    backlog_dask_cpu_s: float = 0.0  # CPU seconds of its Dask worker processes during the backlog
+    replicas: int = 1  # knnstream serve processes in one consumer group
+    backlog_predicted_by_replica: tuple[int, ...] = ()  # records each replica predicted and committed
     latency_batches: int = 0  # the worker's micro-batches during the latency phase
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
@@ -49,7 +53,8 @@ def format_table(result: BenchResult) -> str:
         ("record format", result.format),
         (
             "workers",
-            f"{result.workers} (producing: {result.produce_on}; batches in flight: {result.max_batches_in_flight})",
+            f"{result.workers} in {_replicas(result.replicas)} (producing: {result.produce_on};"
+            f" batches in flight: {result.max_batches_in_flight})",
         ),
         ("(a) raw predict", f"{result.raw_rows_per_s:,.0f} rows/s"),
         ("(b) end to end", f"{result.e2e_rows_per_s:,.0f} rows/s ({result.records:,} records)"),
@@ -60,6 +65,8 @@ def format_table(result: BenchResult) -> str:
         ),
         ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
         ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s during the backlog"),
+        ("  CPU", _cpu(result)),
+        ("  by replica", " / ".join(f"{count:,}" for count in result.backlog_predicted_by_replica) + " records"),
         ("(b)/(a)", f"{result.ratio:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         (
@@ -83,3 +90,17 @@ def format_table(result: BenchResult) -> str:
             ),
         )
     return "\n".join(f"{name:<20}{value}" for name, value in rows)
+
+
+def _replicas(count: int) -> str:
+    return "one knnstream serve" if count == 1 else f"{count} knnstream serve replicas (one consumer group)"
+
+
+def _cpu(result: BenchResult) -> str:
+    """The backlog's CPU time; a driver near one core is what a replica's throughput waits for."""
+    backlog_s = result.records / result.e2e_rows_per_s if result.e2e_rows_per_s else 0.0
+    per_driver = result.backlog_driver_cpu_s / backlog_s / result.replicas if backlog_s else 0.0
+    return (
+        f"driver {result.backlog_driver_cpu_s:.2f} s ({per_driver:.0%} of a core each),"
+        f" Dask workers {result.backlog_dask_cpu_s:.2f} s, over {backlog_s:.2f} s of backlog"
+    )

@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.errors import KnnStreamError
@@ -26,8 +27,10 @@ def start_worker_process(
     metrics_port: int,
     scheduler: str | None = None,
     extra_flags: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the worker; ``topics`` names the ``input``, ``output`` and ``dlq`` topics."""
+    """Start the worker; ``topics`` names the ``input``, ``output`` and ``dlq`` topics;
+    ``extra_env`` is added to the worker's environment (e.g. the GPUs it may use)."""
     command = [
         sys.executable, "-m", "stream", "serve",
         "--bootstrap-servers", bootstrap_servers, "--input-topic", topics["input"],
@@ -39,13 +42,27 @@ def start_worker_process(
         command += ["--scheduler", scheduler]
     command += list(extra_flags)
     # As deployed (deploy/compose, deploy/k8s): glibc's arenas capped, unless the caller chose.
-    env = {"MALLOC_ARENA_MAX": "2", **os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ, **(extra_env or {}), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(command, env=env)
 
 
 def wait_worker_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: float = 180.0) -> None:
     """Wait until ``/healthz`` answers 200; fail early if the worker exits."""
     wait_until_ok(worker, f"http://127.0.0.1:{port}/healthz", "the worker", timeout_s)
+
+
+def visible_devices(replica: int, per_replica: int) -> dict[str, str]:
+    """The ``CUDA_VISIBLE_DEVICES`` of one of several workers on a GPU host, each with
+    ``per_replica`` GPUs of its own: the next ones of the GPUs this process may use."""
+    first, stop = replica * per_replica, (replica + 1) * per_replica
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not inherited:
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in range(first, stop))}
+    devices = inherited.split(",")
+    if len(devices) < stop:
+        visible = len(devices)
+        raise KnnStreamError(f"worker {replica} needs GPUs {first} to {stop - 1}; CUDA_VISIBLE_DEVICES has {visible}")
+    return {"CUDA_VISIBLE_DEVICES": ",".join(devices[first:stop])}
 
 
 def wait_until_ok(process: subprocess.Popen[bytes], url: str, what: str, timeout_s: float) -> None:
@@ -74,13 +91,30 @@ def stop_worker_process(worker: subprocess.Popen[bytes], timeout_s: float = 60.0
         return worker.wait(timeout=10)
 
 
-def scrape_totals(port: int, names: Sequence[str]) -> dict[str, float]:
-    """Of each of ``names``, the sum of its samples (over all labels) on the worker's ``/metrics``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user and system) used so far by process ``pid``, and by its descendants (a
+    descendant that has exited meanwhile no longer counts)."""
+    process = psutil.Process(pid)
+    children = 0.0
+    for child in process.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        children += times.user + times.system
+    own = process.cpu_times()
+    return own.user + own.system, children
+
+
+def scrape_totals(ports: Sequence[int], names: Sequence[str]) -> dict[str, float]:
+    """Of each of ``names``, the sum of its samples (over all labels) on the ``/metrics`` of the
+    workers at ``ports``."""
     totals = dict.fromkeys(names, 0.0)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in totals:
-                totals[sample.name] += sample.value
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in totals:
+                    totals[sample.name] += sample.value
     return totals

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendChoice = Literal["auto", "cpu", "gpu"]
@@ -204,6 +204,12 @@ class BenchSettings(ComputeSettings):
     records: int = Field(100_000, ge=1, description="records streamed end to end")
     partitions: int = Field(4, ge=1, description="partitions of the input topic")
     workers: int = Field(1, ge=1, description="Dask workers (GPUs on the GPU backend)")
+    replicas: int = Field(
+        1,
+        ge=1,
+        description="knnstream serve processes in one consumer group, the workers shared out among them"
+        " (on the GPU backend each gets GPUs of its own)",
+    )
     produce_on: Literal["workers", "driver"] = Field("workers", description="who produces the predictions")
     max_batches_in_flight: int = Field(2, ge=1, description="batches under way at once in the worker")
     format: InputFormat = Field("json", description="record format: json or float32 (the worker's --input-format)")
@@ -212,4 +218,16 @@ class BenchSettings(ComputeSettings):
         0.0, ge=0, description="then this long more at the same load, sampling the worker's RSS every 30 s (0: no soak)"
     )
     json_output: bool = Field(False, description="print one JSON object instead of a table (flag: --json)")
-    metrics_port: int = Field(9109, ge=0, le=65535, description="port of the benchmarked worker's /metrics")
+    metrics_port: int = Field(
+        9109, ge=0, le=65535, description="port of the benchmarked worker's /metrics (the next ones for more replicas)"
+    )
+
+    @model_validator(mode="after")
+    def _replicas_share_the_workers(self) -> BenchSettings:
+        if self.workers % self.replicas:
+            raise ValueError(f"--workers {self.workers} cannot be shared out evenly among --replicas {self.replicas}")
+        if self.replicas > self.partitions:
+            raise ValueError(f"--replicas {self.replicas} is more than --partitions {self.partitions}: some would idle")
+        if self.replicas > 1 and self.soak_seconds > 0:
+            raise ValueError("--soak-seconds samples one worker's memory: use it with --replicas 1")
+        return self

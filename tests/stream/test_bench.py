@@ -49,3 +49,20 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     assert len(printed["soak_worker_rss_mib"]) == 2
     samples = zip(printed["soak_worker_rss_mib"], printed["soak_tree_rss_mib"], strict=True)
     assert all(0 < own <= tree for own, tree in samples)
+
+
+def test_replicas_share_the_backlog_in_one_consumer_group(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = BenchSettings(
+        bootstrap_servers=kafka_bootstrap, backend="cpu", index_rows=2_000, features=8, k=3, batch_size=200,
+        records=2_000, partitions=4, workers=2, replicas=2, latency_seconds=1, json_output=True,
+        metrics_port=free_port(), batch_max_wait_ms=50, format="float32",
+    )  # fmt: skip
+    bench.run_bench(settings)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["replicas"] == 2 and printed["e2e_rows_per_s"] > 0
+    by_replica = printed["backlog_predicted_by_replica"]
+    assert len(by_replica) == 2 and all(count > 0 for count in by_replica)  # both consumed a share
+    assert sum(by_replica) >= settings.records  # at least once: a share may be predicted again after a rebalance
+    assert printed["backlog_driver_cpu_s"] > 0 and printed["backlog_dask_cpu_s"] > 0

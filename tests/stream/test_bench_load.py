@@ -77,7 +77,7 @@ def test_the_batch_totals_are_read_once_the_worker_is_idle() -> None:
     metrics.batch_latency.observe(0.2)
     server = _served(metrics)
     try:
-        totals = settled_batch_totals(server.port, timeout_s=10)
+        totals = settled_batch_totals([server.port], timeout_s=10)
     finally:
         server.stop()
     assert totals["knnstream_batch_size_records_count"] == 1
@@ -90,6 +90,6 @@ def test_a_worker_with_a_batch_in_flight_is_waited_for_and_then_given_up_on() ->
     server = _served(metrics)
     try:
         with pytest.raises(KnnStreamError, match="1 in flight"):
-            settled_batch_totals(server.port, timeout_s=0.3)
+            settled_batch_totals([server.port], timeout_s=0.3)
     finally:
         server.stop()

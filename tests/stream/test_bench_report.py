@@ -12,6 +12,7 @@ RESULT = BenchResult(
     p50_ms=340.2, p99_ms=478.4, machine="host (x86_64, NVIDIA H200)", date="2026-11-27", first_prediction_s=1.39,
     e2e_after_first_rows_per_s=202_412.0, backlog_decoded_on_driver=0, backlog_driver_gc_s=0.14,
     latency_batches=13, latency_batch_records_mean=20_474.2, latency_batch_ms_mean=583.2, latency_predict_ms_mean=201.4,
+    backlog_driver_cpu_s=5.64, backlog_dask_cpu_s=20.5, backlog_predicted_by_replica=(2_000_000,),
 )  # fmt: skip
 
 
@@ -25,7 +26,17 @@ def test_the_table_names_every_figure() -> None:
     assert "0 records (0: the workers parsed them all)" in text
     assert "0.14 s during the backlog" in text
     assert "host (x86_64, NVIDIA H200)" in text and "2026-11-27" in text
+    # 2,000,000 records at 177,443/s: a backlog of 11.27 s, the driver busy half of it
+    assert "driver 5.64 s (50% of a core each), Dask workers 20.50 s, over 11.27 s of backlog" in text
+    assert "1 in one knnstream serve" in text and "2,000,000 records" in text
     assert "soak" not in text
+
+
+def test_replicas_show_each_ones_records_and_the_cpu_of_each_driver() -> None:
+    text = format_table(replace(RESULT, workers=2, replicas=2, backlog_predicted_by_replica=(1_000_123, 999_877)))
+    assert "2 in 2 knnstream serve replicas (one consumer group)" in text
+    assert "1,000,123 / 999,877 records" in text
+    assert "(25% of a core each)" in text  # 5.64 s of two drivers over 11.27 s
 
 
 def test_a_soak_shows_the_first_last_and_largest_rss() -> None:
