@@ -27,8 +27,15 @@ from confluent_kafka import Producer
 
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
-from stream.bench_backlog import HeldBacklog, wait_group_settled
-from stream.bench_load import BatchStats, OutputReader, batch_stats, latency_phase, settled_batch_totals
+from stream.bench_backlog import Burst, wait_group_settled
+from stream.bench_load import (
+    BatchStats,
+    OutputReader,
+    batch_stats,
+    bench_records,
+    latency_phase,
+    settled_batch_totals,
+)
 from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
@@ -36,7 +43,7 @@ from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
-from stream.produce import FeatureRecord, send
+from stream.produce import send
 from stream.settings import BenchSettings
 from stream.soak import SoakResult, soak
 
@@ -153,35 +160,33 @@ def _stream_through_worker(
     settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], suffix: str
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
-    backlog = HeldBacklog(settings.bootstrap_servers)
+    backlog = Burst(settings.bootstrap_servers, topics["input"], settings.records, settings.features, settings.format)
     reader = OutputReader(settings.bootstrap_servers, topics["output"])
     try:
-        backlog.write(topics["input"], _records(settings, "b", settings.records), settings.format)
         reader.wait_until_assigned(timeout_s=60)
         group_id = f"bench-{suffix}"
         replicas = start_replicas(settings, backend, store, topics, group_id)
         try:
             replicas.wait_healthy()
             wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
+            backlog.wait_ready()
             return _measure(settings, replicas, backlog, reader, topics["input"])
         finally:
             replicas.stop()
     finally:
-        backlog.abandon()
+        backlog.close()
         reader.close()
 
 
-def _measure(
-    settings: BenchSettings, replicas: Replicas, backlog: HeldBacklog, reader: OutputReader, topic: str
-) -> EndToEnd:
-    """The clock starts when the backlog is released to the waiting workers: the backlog's rate,
-    then latency, then the soak."""
+def _measure(settings: BenchSettings, replicas: Replicas, backlog: Burst, reader: OutputReader, topic: str) -> EndToEnd:
+    """The clock starts when the backlog's burst is released to the waiting workers: the
+    backlog's rate, then latency, then the soak."""
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
     cpu_at_start = replicas.cpu_seconds()
     started = time.monotonic()
     backlog.release()
-    reader.wait_for(settings.records, timeout_s=1800)
+    reader.wait_for(settings.records, timeout_s=1800, failed=backlog.failure)
     e2e = settings.records / (time.monotonic() - started)
     cpu = replicas.cpu_seconds() - cpu_at_start
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
@@ -190,7 +195,7 @@ def _measure(
     count = max(1, int(offered * settings.latency_seconds))
     # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
     paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
-    records = _records(settings, "l", count)
+    records = bench_records(settings.features, "l", count)
     freeze_startup_heap()  # the bench's own garbage collections must not show up as latency
     before = settled_batch_totals(replicas.ports)
     predicted = [int(count) for count in replicas.totals_each("knnstream_records_predicted_total")]
@@ -216,7 +221,7 @@ def _soak_window(
 
     def run(number: int) -> None:
         reader.forget()
-        records = _records(settings, f"s{number}-", max(1, int(rate * SOAK_WINDOW_S)))
+        records = bench_records(settings.features, f"s{number}-", max(1, int(rate * SOAK_WINDOW_S)))
         send(producer, topic, records, rate, input_format=settings.format)
         reader.wait_for(len(records), timeout_s=600)
 
@@ -228,11 +233,6 @@ def _soak_fields(soaked: SoakResult | None) -> tuple[float, tuple[float, ...], t
         return 0.0, (), ()
     rounded = [tuple(round(mib, 1) for mib in samples) for samples in (soaked.worker_rss_mib, soaked.tree_rss_mib)]
     return soaked.seconds, rounded[0], rounded[1]
-
-
-def _records(settings: BenchSettings, prefix: str, count: int) -> list[FeatureRecord]:
-    rows = np.random.default_rng(len(prefix) + count).normal(size=(count, settings.features))
-    return [FeatureRecord(f"{prefix}{i}", row) for i, row in enumerate(rows.round(5).tolist())]
 
 
 def _device_name(backend: Backend) -> str:

@@ -1,63 +1,99 @@
-"""The benchmark's backlog: written in one Kafka transaction, and made visible at once when
-every worker is in the consumer group and has its partitions.
+"""The benchmark's backlog: sent as one burst, by a process of its own, once every worker is in
+the consumer group and has its partitions.
 
-The workers read ``read_committed``, so they see none of the backlog while its transaction is
-open: they start, join the group and wait, whatever order they come up in. Committing the
-transaction then puts the whole backlog in front of all of them at the same moment, which is when
-the clock starts. Without it, the first worker ready would start on the backlog alone and the
-others would take their partitions from it in a rebalance under way.
+The records are made and encoded before the clock starts; then the burst producer sends them as
+fast as librdkafka takes them, several times faster than the workers predict, so the backlog
+builds up at once and the workers' rate is what the benchmark measures. Sending them before the
+workers start would let the first worker ready begin on the backlog alone, and the others take
+their partitions from it in a rebalance under way. Its own process keeps the burst from sharing
+an interpreter with the benchmark's reader of the predictions.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
-import uuid
-from collections.abc import Iterable
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 
-from confluent_kafka import ConsumerGroupState, KafkaException, Producer
+from confluent_kafka import ConsumerGroupState, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
+from stream.bench_load import bench_records
 from stream.errors import KnnStreamError
-from stream.produce import FeatureRecord, send
 from stream.settings import InputFormat
 
-TRANSACTION_TIMEOUT_MS = 600_000  # writing a backlog of millions of records, then the workers' start-up
+READY_TIMEOUT_S = 600.0  # making and encoding millions of records
 
 
-class HeldBacklog:
-    """Records written in a transaction left open until :meth:`release`."""
+class Burst:
+    """A process holding the backlog's records, encoded and ready; :meth:`release` sends them."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
-        self._producer: Producer | None = None
+    def __init__(
+        self, bootstrap_servers: str, topic: str, count: int, features: int, input_format: InputFormat
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._ready, self._go = context.Event(), context.Event()
+        args = (bootstrap_servers, topic, count, features, input_format, self._ready, self._go)
+        self._process: BaseProcess = context.Process(target=_send_burst, args=args, name="knnstream-burst")
+        self._process.start()
 
-    def write(self, topic: str, records: Iterable[FeatureRecord], input_format: InputFormat) -> int:
-        """Write every record, uncommitted; how many."""
-        producer = Producer({
-            "bootstrap.servers": self._bootstrap_servers, "linger.ms": 20, "compression.type": "lz4",
-            "transactional.id": f"knnstream-bench-{uuid.uuid4().hex}", "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-        })  # fmt: skip
-        producer.init_transactions(30)
-        producer.begin_transaction()
-        self._producer = producer
-        return send(producer, topic, records, input_format=input_format)
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.1):
+            if (error := self.failure()) is not None:
+                raise error
+            if time.monotonic() > deadline:
+                raise KnnStreamError(f"the backlog was not ready to send within {timeout_s:.0f} s")
 
     def release(self) -> None:
-        """Commit the transaction: the whole backlog becomes readable at once."""
-        if self._producer is None:
-            raise KnnStreamError("no backlog was written")
-        self._producer.commit_transaction(60)
-        self._producer = None
+        self._go.set()
 
-    def abandon(self) -> None:
-        """Abort a transaction not released (the benchmark failed before its clock started)."""
-        if self._producer is not None:
+    def failure(self) -> KnnStreamError | None:
+        """An error once the burst's process has failed (it exits 0 only with every record acknowledged)."""
+        code = self._process.exitcode
+        if code in (None, 0):
+            return None
+        return KnnStreamError(f"the backlog's burst failed (exit code {code}; its error is above)")
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(timeout=30)
+
+
+def _send_burst(
+    bootstrap_servers: str, topic: str, count: int, features: int, input_format: InputFormat, ready: Event, go: Event
+) -> None:
+    """The burst's process: encode, connect, wait for the go, send, and exit once acknowledged."""
+    records = bench_records(features, "b", count)
+    keys = [record.key() for record in records]
+    values = [record.value(input_format) for record in records]
+    del records
+    failures: list[str] = []
+
+    def on_failure(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failures.append(error.str())
+
+    producer = Producer({
+        "bootstrap.servers": bootstrap_servers, "linger.ms": 20, "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000, "delivery.report.only.error": True, "on_delivery": on_failure,
+    })  # fmt: skip
+    producer.list_topics(topic, timeout=30)  # connected, with the topic's leaders
+    ready.set()
+    go.wait()
+    produce = producer.produce
+    for key, value in zip(keys, values, strict=True):
+        while True:
             try:
-                self._producer.abort_transaction(30)
-            except KafkaException as exc:
-                raise KnnStreamError(f"the backlog's transaction could not be aborted: {exc}") from exc
-            finally:
-                self._producer = None
+                produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.005)
+    remaining = producer.flush(120)
+    if remaining or failures:
+        raise SystemExit(f"{remaining + len(failures)} of {count} backlog records were not delivered to {topic}")
 
 
 def wait_group_settled(

@@ -18,6 +18,12 @@ from stream.produce import FeatureRecord, send
 from stream.settings import InputFormat
 
 
+def bench_records(features: int, prefix: str, count: int) -> list[FeatureRecord]:
+    """``count`` records of random features, their ids ``prefix`` and a number."""
+    rows = np.random.default_rng(len(prefix) + count).normal(size=(count, features))
+    return [FeatureRecord(f"{prefix}{i}", row) for i, row in enumerate(rows.round(5).tolist())]
+
+
 class OutputReader:
     """Reads the output topic; remembers when each id's prediction arrived."""
 
