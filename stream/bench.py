@@ -12,12 +12,14 @@ and prints (b)/(a).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from confluent_kafka import Producer
 
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
-from stream.bench_backlog import Burst, wait_group_settled
+from stream.bench_backlog import Burst, start_burst, wait_group_settled
 from stream.bench_load import (
     BatchStats,
     OutputReader,
@@ -40,7 +42,7 @@ from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
-from stream.predict.cluster import close_client, start_client
+from stream.predict.cluster import close_client, start_client, visible_gpus
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
 from stream.produce import send
@@ -68,7 +70,9 @@ class EndToEnd:
     soaked: SoakResult | None
 
 
-def run_bench(settings: BenchSettings) -> BenchResult:
+def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) -> BenchResult:
+    """One run; ``cuda_visible_devices``: this process's ``CUDA_VISIBLE_DEVICES``, shared out among
+    the replicas on the GPU backend (every GPU of the host when unset)."""
     backend = resolve_backend(settings.backend)
     started_broker = False
     if not broker_reachable(settings.bootstrap_servers):
@@ -78,7 +82,8 @@ def run_bench(settings: BenchSettings) -> BenchResult:
         with tempfile.TemporaryDirectory(prefix="knnstream-bench-") as workdir:
             store = _publish_index(settings, backend, Path(workdir))
             raw = _raw_throughput(settings, backend, store)
-            e2e = _end_to_end(settings, backend, store)
+            gpus = visible_gpus(cuda_visible_devices) if backend == "gpu" and settings.replicas > 1 else []
+            e2e = _end_to_end(settings, backend, store, gpus)
     finally:
         if started_broker:
             stop_local_broker(settings.bootstrap_servers)
@@ -148,34 +153,33 @@ def _time_predictions(
     return rounds * batch_size, time.perf_counter() - started
 
 
-def _end_to_end(settings: BenchSettings, backend: Backend, store: str) -> EndToEnd:
+def _end_to_end(settings: BenchSettings, backend: Backend, store: str, gpus: Sequence[str]) -> EndToEnd:
     suffix = uuid.uuid4().hex[:8]
     topics = {"input": f"bench-in-{suffix}", "output": f"bench-out-{suffix}", "dlq": f"bench-dlq-{suffix}"}
     partitions = {topics["input"]: settings.partitions, topics["output"]: settings.partitions, topics["dlq"]: 1}
     with temporary_topics(settings.bootstrap_servers, partitions):  # hundreds of MiB of throwaway records
-        return _stream_through_worker(settings, backend, store, topics, suffix)
+        return _stream_through_worker(settings, backend, store, topics, suffix, gpus)
 
 
 def _stream_through_worker(
-    settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], suffix: str
+    settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], suffix: str, gpus: Sequence[str]
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
-    backlog = Burst(settings.bootstrap_servers, topics["input"], settings.records, settings.features, settings.format)
-    reader = OutputReader(settings.bootstrap_servers, topics["output"])
-    try:
+    with ExitStack() as cleanup:  # closed in reverse: the replicas, the reader, the burst's process
+        backlog = start_burst(
+            settings.bootstrap_servers, topics["input"], settings.records, settings.features, settings.format
+        )
+        cleanup.callback(backlog.close)
+        reader = OutputReader(settings.bootstrap_servers, topics["output"])
+        cleanup.callback(reader.close)
         reader.wait_until_assigned(timeout_s=60)
         group_id = f"bench-{suffix}"
-        replicas = start_replicas(settings, backend, store, topics, group_id)
-        try:
-            replicas.wait_healthy()
-            wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
-            backlog.wait_ready()
-            return _measure(settings, replicas, backlog, reader, topics["input"])
-        finally:
-            replicas.stop()
-    finally:
-        backlog.close()
-        reader.close()
+        replicas = start_replicas(settings, backend, store, topics, group_id, gpus)
+        cleanup.callback(replicas.stop)
+        replicas.wait_healthy()
+        wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
+        backlog.wait_ready()
+        return _measure(settings, replicas, backlog, reader, topics["input"])
 
 
 def _measure(settings: BenchSettings, replicas: Replicas, backlog: Burst, reader: OutputReader, topic: str) -> EndToEnd:
@@ -186,7 +190,7 @@ def _measure(settings: BenchSettings, replicas: Replicas, backlog: Burst, reader
     cpu_at_start = replicas.cpu_seconds()
     started = time.monotonic()
     backlog.release()
-    reader.wait_for(settings.records, timeout_s=1800, failed=backlog.failure)
+    reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
     e2e = settings.records / (time.monotonic() - started)
     cpu = replicas.cpu_seconds() - cpu_at_start
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
@@ -254,7 +258,7 @@ def _cpu_count() -> int:
 
 
 def main_bench(settings: BenchSettings) -> int:
-    run_bench(settings)
+    run_bench(settings, os.environ.get("CUDA_VISIBLE_DEVICES"))
     return 0
 
 

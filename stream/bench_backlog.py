@@ -16,7 +16,7 @@ import time
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 
-from confluent_kafka import ConsumerGroupState, KafkaError, Message, Producer
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from stream.bench_load import bench_records
@@ -29,14 +29,8 @@ READY_TIMEOUT_S = 600.0  # making and encoding millions of records
 class Burst:
     """A process holding the backlog's records, encoded and ready; :meth:`release` sends them."""
 
-    def __init__(
-        self, bootstrap_servers: str, topic: str, count: int, features: int, input_format: InputFormat
-    ) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._ready, self._go = context.Event(), context.Event()
-        args = (bootstrap_servers, topic, count, features, input_format, self._ready, self._go)
-        self._process: BaseProcess = context.Process(target=_send_burst, args=args, name="knnstream-burst")
-        self._process.start()
+    def __init__(self, process: BaseProcess, ready: Event, go: Event) -> None:
+        self._process, self._ready, self._go = process, ready, go
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -59,7 +53,20 @@ class Burst:
     def close(self) -> None:
         if self._process.is_alive():
             self._process.terminate()
-        self._process.join(timeout=30)
+            self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+
+
+def start_burst(bootstrap_servers: str, topic: str, count: int, features: int, input_format: InputFormat) -> Burst:
+    """Start the burst's process: it makes and encodes ``count`` records, connects, and waits."""
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Event(), context.Event()
+    args = (bootstrap_servers, topic, count, features, input_format, ready, go)
+    process = context.Process(target=_send_burst, args=args, name="knnstream-burst", daemon=True)
+    process.start()
+    return Burst(process, ready, go)
 
 
 def _send_burst(
@@ -82,7 +89,10 @@ def _send_burst(
     })  # fmt: skip
     producer.list_topics(topic, timeout=30)  # connected, with the topic's leaders
     ready.set()
-    go.wait()
+    while not go.wait(1.0):
+        parent = multiprocessing.parent_process()
+        if parent is None or not parent.is_alive():
+            return  # the benchmark has gone: nothing to send the records for
     produce = producer.produce
     for key, value in zip(keys, values, strict=True):
         while True:
@@ -105,7 +115,12 @@ def wait_group_settled(
     deadline = time.monotonic() + timeout_s
     seen = "not described yet"
     while time.monotonic() < deadline:
-        group = admin.describe_consumer_groups([group_id])[group_id].result(timeout=10)
+        try:
+            group = admin.describe_consumer_groups([group_id])[group_id].result(timeout=10)
+        except (KafkaException, TimeoutError) as exc:  # e.g. its coordinator still loading: ask again
+            seen = f"not described: {exc}"
+            time.sleep(0.1)
+            continue
         held = [len(member.assignment.topic_partitions) for member in group.members]
         stable = group.state == ConsumerGroupState.STABLE
         if stable and len(held) == members and min(held) > 0 and sum(held) == partitions:

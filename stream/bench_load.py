@@ -41,11 +41,12 @@ class OutputReader:
         return len(self.received_at)
 
     def wait_for(self, count: int, timeout_s: float, failed: Callable[[], BaseException | None] = lambda: None) -> None:
-        """Read until ``count`` predictions arrived; raises what ``failed`` returns (the sender's error)."""
+        """Read until ``count`` predictions arrived; stops with what ``failed`` returns once it
+        returns an error (the sender's, a worker's)."""
         deadline = time.monotonic() + timeout_s
         while self.count < count:
             if (error := failed()) is not None:
-                raise KnnStreamError(f"the records could not be sent: {error}") from error
+                raise KnnStreamError(f"stopped after {self.count} of {count} predictions: {error}") from error
             if time.monotonic() > deadline:
                 raise KnnStreamError(f"only {self.count} of {count} predictions within {timeout_s:.0f} s")
             # A batch consume waits for as many messages as it asks for: a short timeout, so that
@@ -100,9 +101,13 @@ def latency_phase(
 
     sender = threading.Thread(target=send_all, daemon=True)
     sender.start()
-    reader.wait_for(reader.count + len(records), timeout_s=600, failed=lambda: failures[0] if failures else None)
+    reader.wait_for(reader.count + len(records), timeout_s=600, failed=lambda: _not_sent(failures))
     sender.join()
     return np.array([(reader.received_at[r.id] - sent_at[r.id]) * 1000 for r in records])
+
+
+def _not_sent(failures: list[BaseException]) -> KnnStreamError | None:
+    return KnnStreamError(f"the records could not be sent: {failures[0]}") if failures else None
 
 
 _BATCH_SAMPLES = (

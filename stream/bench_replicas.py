@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stream.backend import Backend
+from stream.errors import KnnStreamError
 from stream.local_worker import (
     cpu_seconds,
     scrape_totals,
@@ -56,15 +58,28 @@ class Replicas:
         used = [cpu_seconds(process.pid) for process in self.processes]
         return CpuSeconds(sum(own for own, _ in used), sum(children for _, children in used))
 
+    def failure(self) -> KnnStreamError | None:
+        """An error once a replica has exited (the others would take its partitions over)."""
+        for index, process in enumerate(self.processes):
+            if process.poll() is not None:
+                return KnnStreamError(f"replica {index} exited with code {process.returncode} during the benchmark")
+        return None
+
     def stop(self) -> None:
+        """SIGTERM to every replica at once (one at a time, each would hand its partitions to the
+        next), then wait for each."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
         for process in self.processes:
             stop_worker_process(process)
 
 
 def start_replicas(
-    settings: BenchSettings, backend: str, store: str, topics: dict[str, str], group_id: str
+    settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], group_id: str, gpus: Sequence[str]
 ) -> Replicas:
-    """``settings.replicas`` workers of the served model, the Dask workers shared out among them."""
+    """``settings.replicas`` workers of the served model, the Dask workers shared out among them
+    (on the GPU backend, with more than one replica, each gets its own of ``gpus``)."""
     per_replica = settings.workers // settings.replicas
     flags = [
         "--produce-on", settings.produce_on, "--max-batches-in-flight", str(settings.max_batches_in_flight),
@@ -74,10 +89,10 @@ def start_replicas(
     ports = [settings.metrics_port + replica for replica in range(settings.replicas)]
     try:
         for replica, port in enumerate(ports):
-            gpus = visible_devices(replica, per_replica) if backend == "gpu" and settings.replicas > 1 else None
+            own = visible_devices(replica, per_replica, gpus) if backend == "gpu" and settings.replicas > 1 else None
             process = start_worker_process(
                 settings.bootstrap_servers, store, "bench@production", topics, group_id, backend, per_replica,
-                settings.batch_size, port, settings.scheduler, flags, gpus,
+                settings.batch_size, port, settings.scheduler, flags, own,
             )  # fmt: skip
             processes.append(process)
     except BaseException:

@@ -51,17 +51,12 @@ def wait_worker_healthy(worker: subprocess.Popen[bytes], port: int, timeout_s: f
     wait_until_ok(worker, f"http://127.0.0.1:{port}/healthz", "the worker", timeout_s)
 
 
-def visible_devices(replica: int, per_replica: int) -> dict[str, str]:
-    """The ``CUDA_VISIBLE_DEVICES`` of one of several workers on a GPU host, each with
-    ``per_replica`` GPUs of its own: the next ones of the GPUs this process may use."""
+def visible_devices(replica: int, per_replica: int, devices: Sequence[str]) -> dict[str, str]:
+    """The ``CUDA_VISIBLE_DEVICES`` of one of several workers sharing out the GPUs ``devices``
+    (this process's, in their order), each with ``per_replica`` of its own."""
     first, stop = replica * per_replica, (replica + 1) * per_replica
-    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if not inherited:
-        return {"CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in range(first, stop))}
-    devices = inherited.split(",")
     if len(devices) < stop:
-        visible = len(devices)
-        raise KnnStreamError(f"worker {replica} needs GPUs {first} to {stop - 1}; CUDA_VISIBLE_DEVICES has {visible}")
+        raise KnnStreamError(f"worker {replica} needs GPUs {first} to {stop - 1}; only {len(devices)} are visible")
     return {"CUDA_VISIBLE_DEVICES": ",".join(devices[first:stop])}
 
 

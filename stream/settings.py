@@ -219,7 +219,7 @@ class BenchSettings(ComputeSettings):
     )
     json_output: bool = Field(False, description="print one JSON object instead of a table (flag: --json)")
     metrics_port: int = Field(
-        9109, ge=0, le=65535, description="port of the benchmarked worker's /metrics (the next ones for more replicas)"
+        9109, ge=1, le=65535, description="port of the benchmarked worker's /metrics (the next ones for more replicas)"
     )
 
     @model_validator(mode="after")
@@ -230,4 +230,10 @@ class BenchSettings(ComputeSettings):
             raise ValueError(f"--replicas {self.replicas} is more than --partitions {self.partitions}: some would idle")
         if self.replicas > 1 and self.soak_seconds > 0:
             raise ValueError("--soak-seconds samples one worker's memory: use it with --replicas 1")
+        if self.replicas > 1 and self.scheduler:
+            raise ValueError("--replicas starts a Dask cluster for each replica: leave --scheduler unset")
+        if self.metrics_port + self.replicas - 1 > 65535:
+            raise ValueError(
+                f"--metrics-port {self.metrics_port} leaves no port for each of --replicas {self.replicas}"
+            )
         return self

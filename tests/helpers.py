@@ -48,6 +48,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_consecutive_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports that are free on 127.0.0.1 together."""
+    for _ in range(100):
+        first = free_port()
+        if first + count - 1 > 65535:
+            continue
+        probes = []
+        try:
+            for port in range(first, first + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
 _LOGS: dict[int, Path] = {}
 
 

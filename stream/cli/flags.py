@@ -66,7 +66,9 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"])
         flag = "--" + location.replace("_", "-")
-        if error["type"] == "missing":
+        if not location:  # a rule across several settings: its message names the flags
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+        elif error["type"] == "missing":
             problems.append(f"{flag} is required (or set KNNSTREAM_{location.upper()})")
         else:
             problems.append(f"{flag}: {error['msg']}")

@@ -76,6 +76,16 @@ def warn_if_short_of_threads(client: Client, wanted: int) -> list[str]:
     return sorted(short)
 
 
+def visible_gpus(cuda_visible_devices: str | None) -> list[str]:
+    """The GPUs a process may use, as CUDA names them: those ``CUDA_VISIBLE_DEVICES`` lists when
+    it is set (none when it is empty), else every GPU of the host."""
+    if cuda_visible_devices is not None:
+        return [device.strip() for device in cuda_visible_devices.split(",") if device.strip()]
+    from dask_cuda.utils import get_n_gpus
+
+    return [str(index) for index in range(get_n_gpus())]
+
+
 def _one_per_gpu(n_workers: int) -> int:
     """At most one GPU worker per visible GPU (dask-cuda pins each worker to one device)."""
     from dask_cuda.utils import get_n_gpus

@@ -9,7 +9,7 @@ import pytest
 
 from stream import bench
 from stream.settings import BenchSettings
-from tests.helpers import free_port
+from tests.helpers import free_consecutive_ports, free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -57,7 +57,7 @@ def test_replicas_share_the_backlog_in_one_consumer_group(
     settings = BenchSettings(
         bootstrap_servers=kafka_bootstrap, backend="cpu", index_rows=2_000, features=8, k=3, batch_size=200,
         records=2_000, partitions=4, workers=2, replicas=2, latency_seconds=1, json_output=True,
-        metrics_port=free_port(), batch_max_wait_ms=50, format="float32",
+        metrics_port=free_consecutive_ports(2), batch_max_wait_ms=50, format="float32",
     )  # fmt: skip
     bench.run_bench(settings)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

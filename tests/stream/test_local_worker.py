@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 from stream.errors import KnnStreamError
 from stream.local_worker import cpu_seconds, scrape_totals, visible_devices
 from stream.metrics import Health, MetricsServer, WorkerMetrics
+from stream.predict.cluster import visible_gpus
 
 
 def test_a_total_sums_every_series_of_one_name_and_no_other() -> None:
@@ -52,14 +54,17 @@ def test_the_totals_of_several_workers_are_summed() -> None:
             server.stop()
 
 
-def test_each_replica_gets_gpus_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert visible_devices(0, 1) == {"CUDA_VISIBLE_DEVICES": "0"}
-    assert visible_devices(1, 2) == {"CUDA_VISIBLE_DEVICES": "2,3"}
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,7,9")  # the GPUs this process may use, in their order
-    assert visible_devices(1, 2) == {"CUDA_VISIBLE_DEVICES": "7,9"}
-    with pytest.raises(KnnStreamError, match="needs GPUs 4 to 5; CUDA_VISIBLE_DEVICES has 4"):
-        visible_devices(2, 2)
+def test_each_replica_gets_gpus_of_its_own() -> None:
+    assert visible_devices(0, 1, ["0", "1"]) == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert visible_devices(1, 2, ["3", "5", "7", "9"]) == {"CUDA_VISIBLE_DEVICES": "7,9"}  # in their order
+    with pytest.raises(KnnStreamError, match="needs GPUs 4 to 5; only 4 are visible"):
+        visible_devices(2, 2, ["3", "5", "7", "9"])
+
+
+def test_the_gpus_a_process_may_use_are_those_cuda_visible_devices_lists() -> None:
+    assert visible_gpus("3, 5,7") == ["3", "5", "7"]
+    assert visible_gpus("GPU-8a1b,GPU-77c0") == ["GPU-8a1b", "GPU-77c0"]  # UUIDs too
+    assert visible_gpus("") == []  # set and empty: no GPU at all
 
 
 def _process(code: str) -> subprocess.Popen[bytes]:
@@ -81,7 +86,8 @@ def test_cpu_seconds_count_the_process_and_its_children_apart() -> None:
         assert children >= 0.5  # the child's busy half second
         assert own < children
     finally:
-        for child in psutil.Process(parent.pid).children(recursive=True):
-            child.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(parent.pid).children(recursive=True):
+                child.kill()
         parent.kill()
         parent.wait()
