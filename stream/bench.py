@@ -63,6 +63,7 @@ class EndToEnd:
     driver_gc_s: float
     cpu: CpuSeconds  # of the workers' processes during the backlog
     predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed) in the backlog
+    sent_s: float  # the backlog's burst, from its release to its last record acknowledged
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
@@ -97,7 +98,7 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         e2e_after_first_rows_per_s=e2e.after_first_rows_per_s, backlog_decoded_on_driver=e2e.decoded_on_driver,
         backlog_driver_gc_s=round(e2e.driver_gc_s, 3), backlog_driver_cpu_s=round(e2e.cpu.drivers, 2),
         backlog_dask_cpu_s=round(e2e.cpu.dask_workers, 2), replicas=settings.replicas,
-        backlog_predicted_by_replica=e2e.predicted_by_replica,
+        backlog_predicted_by_replica=e2e.predicted_by_replica, backlog_sent_s=round(e2e.sent_s, 3),
         latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
         latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
@@ -193,6 +194,7 @@ def _measure(settings: BenchSettings, replicas: Replicas, backlog: Burst, reader
     reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
     e2e = settings.records / (time.monotonic() - started)
     cpu = replicas.cpu_seconds() - cpu_at_start
+    sent_s = backlog.wait_sent()
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
     totals = replicas.totals([decoded, gc_seconds])
     offered = e2e / 2
@@ -214,7 +216,7 @@ def _measure(settings: BenchSettings, replicas: Replicas, backlog: Burst, reader
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(
         e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], cpu,
-        tuple(predicted), offered, float(p50), float(p99), batches, soaked,
+        tuple(predicted), sent_s, offered, float(p50), float(p99), batches, soaked,
     )  # fmt: skip
 
 

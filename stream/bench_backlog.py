@@ -2,8 +2,9 @@
 the consumer group and has its partitions.
 
 The records are made and encoded before the clock starts; then the burst producer sends them as
-fast as librdkafka takes them, several times faster than the workers predict, so the backlog
-builds up at once and the workers' rate is what the benchmark measures. Sending them before the
+fast as librdkafka takes them, so that on a host with cores to spare the backlog builds up faster
+than the workers take it and their rate is what the benchmark measures (the time the burst took
+is reported beside it, to tell). Sending them before the
 workers start would let the first worker ready begin on the backlog alone, and the others take
 their partitions from it in a rebalance under way. Its own process keeps the burst from sharing
 an interpreter with the benchmark's reader of the predictions.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
 from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, Message, Producer
@@ -29,8 +31,21 @@ READY_TIMEOUT_S = 600.0  # making and encoding millions of records
 class Burst:
     """A process holding the backlog's records, encoded and ready; :meth:`release` sends them."""
 
-    def __init__(self, process: BaseProcess, ready: Event, go: Event) -> None:
+    def __init__(self, process: BaseProcess, ready: Event, go: Event, sent_s: Synchronized[float]) -> None:
         self._process, self._ready, self._go = process, ready, go
+        self._sent_s = sent_s  # set by the process once every record is acknowledged
+
+    def wait_sent(self, timeout_s: float = 60.0) -> float:
+        """Seconds from the release to the last record acknowledged. Close to the backlog's time,
+        they would say that the burst, not the workers, set the pace."""
+        deadline = time.monotonic() + timeout_s
+        while (seconds := self._sent_s.value) < 0:
+            if (error := self.failure()) is not None:
+                raise error
+            if time.monotonic() > deadline:
+                raise KnnStreamError(f"the backlog's burst was not acknowledged within {timeout_s:.0f} s")
+            time.sleep(0.01)
+        return float(seconds)
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
@@ -62,15 +77,22 @@ class Burst:
 def start_burst(bootstrap_servers: str, topic: str, count: int, features: int, input_format: InputFormat) -> Burst:
     """Start the burst's process: it makes and encodes ``count`` records, connects, and waits."""
     context = multiprocessing.get_context("spawn")
-    ready, go = context.Event(), context.Event()
-    args = (bootstrap_servers, topic, count, features, input_format, ready, go)
+    ready, go, sent_s = context.Event(), context.Event(), context.Value("d", -1.0)
+    args = (bootstrap_servers, topic, count, features, input_format, ready, go, sent_s)
     process = context.Process(target=_send_burst, args=args, name="knnstream-burst", daemon=True)
     process.start()
-    return Burst(process, ready, go)
+    return Burst(process, ready, go, sent_s)
 
 
 def _send_burst(
-    bootstrap_servers: str, topic: str, count: int, features: int, input_format: InputFormat, ready: Event, go: Event
+    bootstrap_servers: str,
+    topic: str,
+    count: int,
+    features: int,
+    input_format: InputFormat,
+    ready: Event,
+    go: Event,
+    sent_s: Synchronized[float],
 ) -> None:
     """The burst's process: encode, connect, wait for the go, send, and exit once acknowledged."""
     records = bench_records(features, "b", count)
@@ -93,6 +115,7 @@ def _send_burst(
         parent = multiprocessing.parent_process()
         if parent is None or not parent.is_alive():
             return  # the benchmark has gone: nothing to send the records for
+    started = time.monotonic()
     produce = producer.produce
     for key, value in zip(keys, values, strict=True):
         while True:
@@ -104,6 +127,7 @@ def _send_burst(
     remaining = producer.flush(120)
     if remaining or failures:
         raise SystemExit(f"{remaining + len(failures)} of {count} backlog records were not delivered to {topic}")
+    sent_s.value = time.monotonic() - started
 
 
 def wait_group_settled(

@@ -39,6 +39,7 @@ class BenchResult:
     backlog_dask_cpu_s: float = 0.0  # CPU seconds of its Dask worker processes during the backlog
     replicas: int = 1  # knnstream serve processes in one consumer group
     backlog_predicted_by_replica: tuple[int, ...] = ()  # records each replica predicted and committed
+    backlog_sent_s: float = 0.0  # the backlog's burst, from its release to its last record acknowledged
     latency_batches: int = 0  # the worker's micro-batches during the latency phase
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
@@ -67,6 +68,10 @@ def format_table(result: BenchResult) -> str:
         ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s during the backlog"),
         ("  CPU", _cpu(result)),
         ("  by replica", " / ".join(f"{count:,}" for count in result.backlog_predicted_by_replica) + " records"),
+        (
+            "  sent in",
+            f"{result.backlog_sent_s:.2f} s (the backlog's burst, from its release to its last acknowledgement)",
+        ),
         ("(b)/(a)", f"{result.ratio:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         (

@@ -45,6 +45,7 @@ def test_the_burst_sends_every_record_only_once_released(kafka_bootstrap: str) -
             burst.release()
             assert _read(consumer, timeout_s=10.0, wanted=5_000) == 5_000
             assert _written(consumer, topic, 2) == 5_000
+            assert burst.wait_sent(timeout_s=30) > 0
             assert burst.failure() is None
         finally:
             consumer.close()

@@ -12,7 +12,7 @@ RESULT = BenchResult(
     p50_ms=340.2, p99_ms=478.4, machine="host (x86_64, NVIDIA H200)", date="2026-11-27", first_prediction_s=1.39,
     e2e_after_first_rows_per_s=202_412.0, backlog_decoded_on_driver=0, backlog_driver_gc_s=0.14,
     latency_batches=13, latency_batch_records_mean=20_474.2, latency_batch_ms_mean=583.2, latency_predict_ms_mean=201.4,
-    backlog_driver_cpu_s=5.64, backlog_dask_cpu_s=20.5, backlog_predicted_by_replica=(2_000_000,),
+    backlog_driver_cpu_s=5.64, backlog_dask_cpu_s=20.5, backlog_predicted_by_replica=(2_000_000,), backlog_sent_s=2.4,
 )  # fmt: skip
 
 
@@ -29,6 +29,7 @@ def test_the_table_names_every_figure() -> None:
     # 2,000,000 records at 177,443/s: a backlog of 11.27 s, the driver busy half of it
     assert "driver 5.64 s (50% of a core each), Dask workers 20.50 s, over 11.27 s of backlog" in text
     assert "1 in one knnstream serve" in text and "2,000,000 records" in text
+    assert "2.40 s (the backlog's burst" in text
     assert "soak" not in text
 
 
