@@ -30,6 +30,7 @@ from confluent_kafka import Producer
 from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.bench_backlog import Burst, start_burst, wait_group_settled
+from stream.bench_gpus import GpuSampler
 from stream.bench_load import (
     BatchStats,
     OutputReader,
@@ -42,6 +43,7 @@ from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
+from stream.local_worker import cpu_seconds
 from stream.predict.cluster import close_client, start_client, visible_gpus
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
@@ -64,6 +66,8 @@ class EndToEnd:
     cpu: CpuSeconds  # of the workers' processes during the backlog
     predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed) in the backlog
     sent_s: float  # the backlog's burst, from its release to its last record acknowledged
+    reader_cpu_s: float  # the benchmark's own process (the reader of the predictions) during the backlog
+    gpus: tuple[str, ...]  # what each GPU did during the backlog (GPU backend)
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
@@ -99,6 +103,7 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         backlog_driver_gc_s=round(e2e.driver_gc_s, 3), backlog_driver_cpu_s=round(e2e.cpu.drivers, 2),
         backlog_dask_cpu_s=round(e2e.cpu.dask_workers, 2), replicas=settings.replicas,
         backlog_predicted_by_replica=e2e.predicted_by_replica, backlog_sent_s=round(e2e.sent_s, 3),
+        backlog_reader_cpu_s=round(e2e.reader_cpu_s, 2), backlog_gpus=e2e.gpus,
         latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
         latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
@@ -180,20 +185,29 @@ def _stream_through_worker(
         replicas.wait_healthy()
         wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
         backlog.wait_ready()
-        return _measure(settings, replicas, backlog, reader, topics["input"])
+        return _measure(settings, backend, replicas, backlog, reader, topics["input"])
 
 
-def _measure(settings: BenchSettings, replicas: Replicas, backlog: Burst, reader: OutputReader, topic: str) -> EndToEnd:
+def _measure(
+    settings: BenchSettings, backend: Backend, replicas: Replicas, backlog: Burst, reader: OutputReader, topic: str
+) -> EndToEnd:
     """The clock starts when the backlog's burst is released to the waiting workers: the
     backlog's rate, then latency, then the soak."""
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
-    cpu_at_start = replicas.cpu_seconds()
+    cpu_at_start, reader_cpu_at_start = replicas.cpu_seconds(), process_cpu_seconds()
+    gpus = GpuSampler()
+    if backend == "gpu":
+        gpus.start()
     started = time.monotonic()
     backlog.release()
-    reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
+    try:
+        reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
+    finally:
+        gpu_lines = gpus.stop()
     e2e = settings.records / (time.monotonic() - started)
     cpu = replicas.cpu_seconds() - cpu_at_start
+    reader_cpu_s = process_cpu_seconds() - reader_cpu_at_start
     sent_s = backlog.wait_sent()
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
     totals = replicas.totals([decoded, gc_seconds])
@@ -216,8 +230,13 @@ def _measure(settings: BenchSettings, replicas: Replicas, backlog: Burst, reader
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(
         e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], cpu,
-        tuple(predicted), sent_s, offered, float(p50), float(p99), batches, soaked,
+        tuple(predicted), sent_s, reader_cpu_s, gpu_lines, offered, float(p50), float(p99), batches, soaked,
     )  # fmt: skip
+
+
+def process_cpu_seconds() -> float:
+    """CPU seconds of this process so far (the benchmark's reader, during the backlog)."""
+    return cpu_seconds(os.getpid())[0]
 
 
 def _soak_window(
