@@ -66,7 +66,7 @@ class EndToEnd:
     cpu: CpuSeconds  # of the workers' processes during the backlog
     predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed) in the backlog
     sent_s: float  # the backlog's burst, from its release to its last record acknowledged
-    reader_cpu_s: float  # the benchmark's own process (the reader of the predictions) during the backlog
+    bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its GPU sampler)
     gpus: tuple[str, ...]  # what each GPU did during the backlog (GPU backend)
     offered_rows_per_s: float
     p50_ms: float
@@ -103,7 +103,7 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         backlog_driver_gc_s=round(e2e.driver_gc_s, 3), backlog_driver_cpu_s=round(e2e.cpu.drivers, 2),
         backlog_dask_cpu_s=round(e2e.cpu.dask_workers, 2), replicas=settings.replicas,
         backlog_predicted_by_replica=e2e.predicted_by_replica, backlog_sent_s=round(e2e.sent_s, 3),
-        backlog_reader_cpu_s=round(e2e.reader_cpu_s, 2), backlog_gpus=e2e.gpus,
+        backlog_bench_cpu_s=round(e2e.bench_cpu_s, 2), backlog_gpus=e2e.gpus,
         latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
         latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
@@ -195,7 +195,7 @@ def _measure(
     backlog's rate, then latency, then the soak."""
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
-    cpu_at_start, reader_cpu_at_start = replicas.cpu_seconds(), process_cpu_seconds()
+    cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), process_cpu_seconds()
     gpus = GpuSampler()
     if backend == "gpu":
         gpus.start()
@@ -203,11 +203,12 @@ def _measure(
     backlog.release()
     try:
         reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
+        ended = time.monotonic()
     finally:
         gpu_lines = gpus.stop()
-    e2e = settings.records / (time.monotonic() - started)
+    e2e = settings.records / (ended - started)
     cpu = replicas.cpu_seconds() - cpu_at_start
-    reader_cpu_s = process_cpu_seconds() - reader_cpu_at_start
+    bench_cpu_s = process_cpu_seconds() - bench_cpu_at_start
     sent_s = backlog.wait_sent()
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
     totals = replicas.totals([decoded, gc_seconds])
@@ -230,12 +231,12 @@ def _measure(
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(
         e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], cpu,
-        tuple(predicted), sent_s, reader_cpu_s, gpu_lines, offered, float(p50), float(p99), batches, soaked,
+        tuple(predicted), sent_s, bench_cpu_s, gpu_lines, offered, float(p50), float(p99), batches, soaked,
     )  # fmt: skip
 
 
 def process_cpu_seconds() -> float:
-    """CPU seconds of this process so far (the benchmark's reader, during the backlog)."""
+    """CPU seconds of this process so far (during the backlog: its reader, and its GPU sampler)."""
     return cpu_seconds(os.getpid())[0]
 
 

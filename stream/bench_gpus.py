@@ -1,22 +1,28 @@
-"""What the GPUs did during the benchmark's backlog: each one's utilisation and SM clock, and
-why its clocks were held down, sampled through NVML (``pynvml``, part of the ``gpu`` extra).
+"""What the GPUs did during the benchmark's backlog, sampled through NVML (``pynvml``, part of
+the ``gpu`` extra) every 100 ms: each GPU's utilisation, its SM clock while it worked, and how
+often something held its clocks down.
 
 A GPU busy less than the workers' rate would need, or one whose clocks a power or thermal limit
 held down, says where a backlog's time went when the drivers' and Dask workers' CPU do not.
-Sampling never fails the benchmark: without NVML it reports nothing.
+NVML's utilisation is the share of its own sampling window in which any kernel ran, not how full
+the GPU was. Sampling never fails the benchmark: without NVML it reports nothing.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import statistics
 import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 log = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 0.1
+JOIN_TIMEOUT_S = 2.0
 # NVML's clock event (throttle) reasons, by bit; the idle one is left out (an idle GPU is not held down).
 CLOCK_REASONS = {
     0x2: "applications_clocks_setting",
@@ -33,17 +39,24 @@ CLOCK_REASONS = {
 class GpuSamples:
     """One GPU's samples: utilisation (%), SM clock (MHz), and the reasons its clocks were held down."""
 
+    name: str  # NVML's UUID of the GPU (NVML numbers GPUs its own way, whatever CUDA_VISIBLE_DEVICES says)
     utilization: list[float] = field(default_factory=list)
     sm_clock_mhz: list[float] = field(default_factory=list)
-    reasons: set[str] = field(default_factory=set)
+    reasons: Counter[str] = field(default_factory=Counter)
 
-    def describe(self, index: int) -> str:
-        if not self.utilization:
-            return f"GPU {index}: no samples"
-        mean = sum(self.utilization) / len(self.utilization)
-        held = ", ".join(sorted(self.reasons)) or "none"
-        low, high = min(self.sm_clock_mhz), max(self.sm_clock_mhz)
-        return f"GPU {index}: {mean:.0f}% busy, SM {low:.0f}-{high:.0f} MHz, clocks held down by: {held}"
+    def describe(self) -> str:
+        count = len(self.utilization)
+        if not count:
+            return f"{self.name}: no samples"
+        busy = sum(self.utilization) / count
+        working = [clock for clock, used in zip(self.sm_clock_mhz, self.utilization, strict=True) if used > 0]
+        clocks = (
+            f"SM {statistics.median(working):.0f} MHz median, {min(working):.0f} lowest while working"
+            if working
+            else "never working"
+        )
+        held = ", ".join(f"{name} {n / count:.0%}" for name, n in sorted(self.reasons.items())) or "none"
+        return f"{self.name}: {busy:.0f}% utilised, {clocks}; clocks held down: {held} of {count} samples"
 
 
 def reason_names(mask: int) -> set[str]:
@@ -64,12 +77,18 @@ class GpuSampler:
         try:
             nvml = self._nvml or importlib.import_module("pynvml")
             nvml.nvmlInit()
-            self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
         except Exception as exc:  # noqa: BLE001 - no NVML (a CPU host, a missing library): nothing to sample
             log.warning("GPUs not sampled during the backlog: %s: %s", type(exc).__name__, exc)
             return
+        try:
+            self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+            names = [_text(nvml.nvmlDeviceGetUUID(handle)) for handle in self._handles]
+        except Exception as exc:  # noqa: BLE001 - as above, once NVML is up
+            log.warning("GPUs not sampled during the backlog: %s: %s", type(exc).__name__, exc)
+            _shut_down(nvml)
+            return
         self._nvml = nvml
-        self._samples = [GpuSamples() for _ in self._handles]
+        self._samples = [GpuSamples(name) for name in names]
         self._thread = threading.Thread(target=self._run, name="gpu-sampler", daemon=True)
         self._thread.start()
 
@@ -78,24 +97,51 @@ class GpuSampler:
         if self._thread is None:
             return ()
         self._stopping.set()
-        self._thread.join()
+        self._thread.join(timeout=JOIN_TIMEOUT_S)
+        if self._thread.is_alive():  # an NVML call that hangs: the thread is a daemon, leave it
+            log.warning("the GPU sampler did not stop within %.0f s", JOIN_TIMEOUT_S)
         self._thread = None
-        return tuple(samples.describe(index) for index, samples in enumerate(self._samples))
+        return tuple(samples.describe() for samples in self._samples)
 
     def _run(self) -> None:
         nvml = self._nvml
         assert nvml is not None
-        reasons = (
-            getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-            or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
-        )
         try:
+            reasons = _reasons_reader(nvml, self._handles[0]) if self._handles else None
             while not self._stopping.wait(SAMPLE_EVERY_S):
                 for handle, samples in zip(self._handles, self._samples, strict=True):
                     samples.utilization.append(float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
                     samples.sm_clock_mhz.append(float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)))
-                    samples.reasons |= reason_names(int(reasons(handle)))
+                    if reasons is not None:
+                        samples.reasons.update(reason_names(int(reasons(handle))))
         except Exception as exc:  # noqa: BLE001 - a failed sample ends the sampling, never the benchmark
             log.warning("GPU sampling stopped: %s: %s", type(exc).__name__, exc)
         finally:
-            nvml.nvmlShutdown()
+            _shut_down(nvml)
+
+
+def _reasons_reader(nvml: ModuleType, handle: Any) -> Callable[[Any], int] | None:
+    """NVML's call for the clocks' reasons that this driver answers: the newer name (drivers from
+    535 on), else the older one; ``None`` when neither answers (the reasons are then not sampled)."""
+    for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+        call = getattr(nvml, name, None)
+        if call is None:
+            continue
+        try:
+            call(handle)
+        except Exception:  # noqa: BLE001 - not in this driver: try the other name
+            continue
+        return call
+    log.warning("the GPUs' clock reasons are not sampled: NVML answers neither call")
+    return None
+
+
+def _shut_down(nvml: ModuleType) -> None:
+    try:
+        nvml.nvmlShutdown()
+    except Exception as exc:  # noqa: BLE001 - nothing more to sample either way
+        log.warning("NVML did not shut down: %s: %s", type(exc).__name__, exc)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -40,8 +40,8 @@ class BenchResult:
     replicas: int = 1  # knnstream serve processes in one consumer group
     backlog_predicted_by_replica: tuple[int, ...] = ()  # records each replica predicted and committed
     backlog_sent_s: float = 0.0  # the backlog's burst, from its release to its last record acknowledged
-    backlog_reader_cpu_s: float = 0.0  # CPU seconds of the benchmark's reader of the predictions
-    backlog_gpus: tuple[str, ...] = ()  # per GPU: utilisation, SM clock, what held its clocks down
+    backlog_bench_cpu_s: float = 0.0  # CPU seconds of the benchmark's process (its reader, its GPU sampler)
+    backlog_gpus: tuple[str, ...] = ()  # per GPU: utilisation, SM clock while working, what held its clocks down
     latency_batches: int = 0  # the worker's micro-batches during the latency phase
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
@@ -68,7 +68,7 @@ def format_table(result: BenchResult) -> str:
         ),
         ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
         ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s during the backlog"),
-        ("  CPU", _cpu(result) + f"; the reader of the predictions {result.backlog_reader_cpu_s:.2f} s"),
+        ("  CPU", _cpu(result) + f"; the bench's own {result.backlog_bench_cpu_s:.2f} s"),
         ("  by replica", " / ".join(f"{count:,}" for count in result.backlog_predicted_by_replica) + " records"),
         (
             "  sent in",

@@ -49,10 +49,11 @@ def test_a_soak_shows_the_first_last_and_largest_rss() -> None:
 
 
 def test_each_gpu_sampled_gets_a_line_before_the_ratio() -> None:
-    lines = ("GPU 0: 93% busy, SM 1755-1980 MHz, clocks held down by: none",)
-    text = format_table(replace(RESULT, backlog_gpus=lines, backlog_reader_cpu_s=3.2))
+    lines = ("GPU-a: 93% utilised, never working", "GPU-b: 90% utilised, never working")
+    text = format_table(replace(RESULT, backlog_gpus=lines, backlog_bench_cpu_s=3.2))
     rows = text.splitlines()
-    gpu_row = rows.index("  GPUs              GPU 0: 93% busy, SM 1755-1980 MHz, clocks held down by: none")
-    assert rows[gpu_row + 1].startswith("(b)/(a)")
-    assert "the reader of the predictions 3.20 s" in text
+    first = rows.index("  GPUs              GPU-a: 93% utilised, never working")
+    assert rows[first + 1] == "  GPUs              GPU-b: 90% utilised, never working"
+    assert rows[first + 2].startswith("(b)/(a)")
+    assert "the bench's own 3.20 s" in text
     assert "GPUs" not in format_table(RESULT)
