@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from confluent_kafka import Producer
 
 from model_store import ManifestDraft, ModelStore
@@ -43,7 +44,7 @@ from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
-from stream.local_worker import cpu_seconds
+from stream.local_worker import cpu_seconds_of
 from stream.predict.cluster import close_client, start_client, visible_gpus
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.predict.plugin import ModelPlugin, worker_predictor
@@ -195,20 +196,20 @@ def _measure(
     backlog's rate, then latency, then the soak."""
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
-    cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), process_cpu_seconds()
-    gpus = GpuSampler()
+    cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), _own_cpu_seconds()
+    sampler = GpuSampler()
     if backend == "gpu":
-        gpus.start()
+        sampler.start()
     started = time.monotonic()
     backlog.release()
     try:
         reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
         ended = time.monotonic()
     finally:
-        gpu_lines = gpus.stop()
+        gpu_lines = sampler.stop()
     e2e = settings.records / (ended - started)
     cpu = replicas.cpu_seconds() - cpu_at_start
-    bench_cpu_s = process_cpu_seconds() - bench_cpu_at_start
+    bench_cpu_s = _own_cpu_seconds() - bench_cpu_at_start
     sent_s = backlog.wait_sent()
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
     totals = replicas.totals([decoded, gc_seconds])
@@ -219,7 +220,7 @@ def _measure(
     records = bench_records(settings.features, "l", count)
     freeze_startup_heap()  # the bench's own garbage collections must not show up as latency
     before = settled_batch_totals(replicas.ports)
-    predicted = [int(count) for count in replicas.totals_each("knnstream_records_predicted_total")]
+    predicted = [int(total) for total in replicas.totals_each("knnstream_records_predicted_total")]
     latencies = latency_phase(paced, topic, reader, records, offered, settings.format)
     batches = batch_stats(before, settled_batch_totals(replicas.ports))
     soaked = None
@@ -235,9 +236,9 @@ def _measure(
     )  # fmt: skip
 
 
-def process_cpu_seconds() -> float:
+def _own_cpu_seconds() -> float:
     """CPU seconds of this process so far (during the backlog: its reader, and its GPU sampler)."""
-    return cpu_seconds(os.getpid())[0]
+    return cpu_seconds_of(psutil.Process())
 
 
 def _soak_window(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,19 +86,28 @@ def stop_worker_process(worker: subprocess.Popen[bytes], timeout_s: float = 60.0
         return worker.wait(timeout=10)
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user and system) used so far by process ``pid``, and by its descendants (a
-    descendant that has exited meanwhile no longer counts)."""
+def process_tree(pid: int, measure: Callable[[psutil.Process], float]) -> tuple[float, float]:
+    """``measure`` of process ``pid``, and summed over its descendants (a descendant that has
+    exited meanwhile no longer counts)."""
     process = psutil.Process(pid)
-    children = 0.0
+    descendants = 0.0
     for child in process.children(recursive=True):
         try:
-            times = child.cpu_times()
+            descendants += measure(child)
         except psutil.NoSuchProcess:
             continue
-        children += times.user + times.system
-    own = process.cpu_times()
-    return own.user + own.system, children
+    return measure(process), descendants
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user and system) used so far by process ``pid``, and by its descendants."""
+    return process_tree(pid, cpu_seconds_of)
+
+
+def cpu_seconds_of(process: psutil.Process) -> float:
+    """CPU seconds (user and system) used so far by ``process`` alone."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def scrape_totals(ports: Sequence[int], names: Sequence[str]) -> dict[str, float]:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psutil
+from stream.local_worker import process_tree
 
 MIB = 1024 * 1024
 
@@ -43,12 +43,5 @@ def soak(run_window: Callable[[int], None], pid: int, seconds: float, window_s: 
 
 def rss_mib(pid: int) -> tuple[float, float]:
     """Resident memory of process ``pid`` and of it with all its descendants, in MiB."""
-    process = psutil.Process(pid)
-    own = process.memory_info().rss
-    total = own
-    for child in process.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return own / MIB, total / MIB
+    own, descendants = process_tree(pid, lambda process: process.memory_info().rss)
+    return own / MIB, (own + descendants) / MIB
