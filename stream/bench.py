@@ -40,6 +40,7 @@ from stream.bench_load import (
     latency_phase,
     settled_batch_totals,
 )
+from stream.bench_progress import ProgressSampler
 from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
@@ -69,6 +70,8 @@ class EndToEnd:
     sent_s: float  # the backlog's burst, from its release to its last record acknowledged
     bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its GPU sampler)
     gpus: tuple[str, ...]  # what each GPU did during the backlog (GPU backend)
+    progress: tuple[tuple[float, ...], ...]  # every half second: predictions read, then each replica's predicted
+    replica_gpus: tuple[str, ...]  # each replica's CUDA_VISIBLE_DEVICES (empty: every GPU, or the CPU backend)
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
@@ -104,7 +107,8 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         backlog_driver_gc_s=round(e2e.driver_gc_s, 3), backlog_driver_cpu_s=round(e2e.cpu.drivers, 2),
         backlog_dask_cpu_s=round(e2e.cpu.dask_workers, 2), replicas=settings.replicas,
         backlog_predicted_by_replica=e2e.predicted_by_replica, backlog_sent_s=round(e2e.sent_s, 3),
-        backlog_bench_cpu_s=round(e2e.bench_cpu_s, 2), backlog_gpus=e2e.gpus,
+        backlog_bench_cpu_s=round(e2e.bench_cpu_s, 2), backlog_gpus=e2e.gpus, backlog_progress=e2e.progress,
+        replica_gpus=e2e.replica_gpus,
         latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
         latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
@@ -200,13 +204,15 @@ def _measure(
     sampler = GpuSampler()
     if backend == "gpu":
         sampler.start()
+    progress = ProgressSampler(lambda: replicas.totals_each("knnstream_records_predicted_total"), lambda: reader.count)
+    progress.start()
     started = time.monotonic()
     backlog.release()
     try:
         reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
         ended = time.monotonic()
     finally:
-        gpu_lines = sampler.stop()
+        gpu_lines, course = sampler.stop(), progress.stop()
     e2e = settings.records / (ended - started)
     cpu = replicas.cpu_seconds() - cpu_at_start
     bench_cpu_s = _own_cpu_seconds() - bench_cpu_at_start
@@ -232,7 +238,8 @@ def _measure(
     after_first = (settings.records - 1) / (last - first) if last > first else 0.0
     return EndToEnd(
         e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], cpu,
-        tuple(predicted), sent_s, bench_cpu_s, gpu_lines, offered, float(p50), float(p99), batches, soaked,
+        tuple(predicted), sent_s, bench_cpu_s, gpu_lines, course, tuple(replicas.devices), offered, float(p50),
+        float(p99), batches, soaked,
     )  # fmt: skip
 
 

@@ -40,6 +40,7 @@ class CpuSeconds:
 class Replicas:
     processes: Sequence[subprocess.Popen[bytes]]
     ports: Sequence[int]
+    devices: Sequence[str] = ()  # each replica's CUDA_VISIBLE_DEVICES, when the replicas share out GPUs
 
     def wait_healthy(self) -> None:
         """Until every replica answers ``/healthz`` (it consumes)."""
@@ -87,6 +88,7 @@ def start_replicas(
     ]  # fmt: skip
     processes: list[subprocess.Popen[bytes]] = []
     ports = [settings.metrics_port + replica for replica in range(settings.replicas)]
+    devices: list[str] = []
     try:
         for replica, port in enumerate(ports):
             own = visible_devices(replica, per_replica, gpus) if backend == "gpu" and settings.replicas > 1 else None
@@ -95,7 +97,9 @@ def start_replicas(
                 settings.batch_size, port, settings.scheduler, flags, own,
             )  # fmt: skip
             processes.append(process)
+            if own is not None:
+                devices.append(own["CUDA_VISIBLE_DEVICES"])
     except BaseException:
         Replicas(processes, ports[: len(processes)]).stop()
         raise
-    return Replicas(processes, ports)
+    return Replicas(processes, ports, devices)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stream.bench_progress import describe_progress
+
 
 @dataclass(frozen=True)
 class BenchResult:
@@ -42,6 +44,9 @@ class BenchResult:
     backlog_sent_s: float = 0.0  # the backlog's burst, from its release to its last record acknowledged
     backlog_bench_cpu_s: float = 0.0  # CPU seconds of the benchmark's process (its reader, its GPU sampler)
     backlog_gpus: tuple[str, ...] = ()  # per GPU: utilisation, SM clock while working, what held its clocks down
+    # every half second of the backlog: seconds, predictions read, then each replica's predicted records
+    backlog_progress: tuple[tuple[float, ...], ...] = ()
+    replica_gpus: tuple[str, ...] = ()  # each replica's CUDA_VISIBLE_DEVICES ("" for all, or none set)
     latency_batches: int = 0  # the worker's micro-batches during the latency phase
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
@@ -74,6 +79,7 @@ def format_table(result: BenchResult) -> str:
             "  sent in",
             f"{result.backlog_sent_s:.2f} s (the backlog's burst, from its release to its last acknowledgement)",
         ),
+        ("  course", describe_progress(result.backlog_progress)),
         *[("  GPUs", line) for line in result.backlog_gpus],
         ("(b)/(a)", f"{result.ratio:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),

@@ -39,6 +39,7 @@ bench() {  # bench NAME ARGS...: the run's JSON, and a one-line summary in $OUT/
   grep -v '"level": "info"' "$OUT/bench-$name.err" | tail -3
   python3 - "$name" "$OUT/bench-$name.json" >>"$OUT/bench-summary.txt" <<'PY'
 import json, sys
+from stream.bench_progress import describe_progress
 name, path = sys.argv[1:]
 try:
     run = json.load(open(path))
@@ -54,7 +55,8 @@ print(f"{name}: raw {run['raw_rows_per_s']:,.0f} e2e {run['e2e_rows_per_s']:,.0f
       f" CPU of {run['replicas']} driver(s) {run['backlog_driver_cpu_s']:.2f} s, of the Dask workers"
       f" {run['backlog_dask_cpu_s']:.2f} s; by replica {run['backlog_predicted_by_replica']};"
       f" backlog sent in {run['backlog_sent_s']:.2f} s; the bench's CPU {run['backlog_bench_cpu_s']:.2f} s;"
-      f" {'; '.join(run['backlog_gpus']) or 'no GPU sampled'}")
+      f" {'; '.join(run['backlog_gpus']) or 'no GPU sampled'}; replicas' GPUs {run['replica_gpus'] or 'all'};"
+      f" course {describe_progress(run['backlog_progress'])}")
 PY
 }
 
@@ -147,6 +149,7 @@ run_rows() {  # run_rows FILE: bench_rows FILE with a broker, then the summary a
   [ -f "${1:-}" ] && [ -r "$1" ] || { echo "no rows file: ${1:-(none given)}" >&2; return 2; }
   start_broker || return 1
   rm -f "$OUT/bench-summary.txt"
+  nvidia-smi -L; nvidia-smi topo -m 2>&1 | head -8
   bench_rows "$1"
   cat "$OUT/bench-summary.txt"
   pack_logs

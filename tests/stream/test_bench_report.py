@@ -57,3 +57,10 @@ def test_each_gpu_sampled_gets_a_line_before_the_ratio() -> None:
     assert rows[first + 2].startswith("(b)/(a)")
     assert "the bench's own 3.20 s" in text
     assert "GPUs" not in format_table(RESULT)
+
+
+def test_the_backlogs_course_is_a_line_of_rates() -> None:
+    course = ((1.0, 150_000.0, 100_000.0, 90_000.0),)
+    text = format_table(replace(RESULT, backlog_progress=course))
+    assert "  course            0.0-1.0 s: read 150k/s, predicted 100k + 90k/s" in text.splitlines()
+    assert "  course            not sampled" in format_table(RESULT).splitlines()
