@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from stream.bench_load import _BATCH_SAMPLES as _SAMPLES
-from stream.bench_load import BatchStats, OutputReader, batch_stats, latency_phase, settled_batch_totals
+from stream.bench_load import (
+    BatchStats,
+    OutputReader,
+    batch_stats,
+    latency_phase,
+    reader_config,
+    settled_batch_totals,
+)
 from stream.errors import KnnStreamError
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.produce import FeatureRecord
+from stream.source.kafka import FETCH_QUEUE_BACKOFF_MS
 
 pytestmark = pytest.mark.kafka
 
@@ -93,3 +101,10 @@ def test_a_worker_with_a_batch_in_flight_is_waited_for_and_then_given_up_on() ->
             settled_batch_totals([server.port], timeout_s=0.3)
     finally:
         server.stop()
+
+
+def test_the_reader_of_predictions_backs_off_briefly_when_its_prefetch_is_full(kafka_bootstrap: str) -> None:
+    config = reader_config(kafka_bootstrap)
+    assert config["fetch.queue.backoff.ms"] == FETCH_QUEUE_BACKOFF_MS < 1000
+    assert reader_config(kafka_bootstrap)["group.id"] != config["group.id"]  # each reader reads every prediction
+    Consumer(config).close()  # librdkafka knows the property and accepts the value
