@@ -24,7 +24,6 @@ from stream.errors import KnnStreamError
 from stream.heap import freeze_startup_heap
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
-from stream.predict.parse import warm_up_parsing
 
 PLUGIN_PREFIX = "knnstream-model-"
 HEAP_PLUGIN_NAME = "knnstream-frozen-heap"
@@ -72,7 +71,7 @@ class ModelPlugin(WorkerPlugin):
             check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes())
         self.predictor = build_predictor(index, self.backend)
         if self.backend == "gpu":
-            warm_up(self.predictor, self.backend)
+            warm_up(self.predictor)
         log.info(
             "model %s:%s loaded on worker %s (%d rows, backend %s)",
             self.model_name,
@@ -86,12 +85,10 @@ class ModelPlugin(WorkerPlugin):
         self.predictor = None
 
 
-def warm_up(predictor: KnnPredictor, backend: Backend, rows: int = WARM_UP_ROWS) -> None:
-    """Parse a few JSON records and predict a few rows once, so the first batch served does not
-    pay the one-time costs (CUDA kernels loaded or compiled, the GPU libraries' handles and
-    workspaces created): they are paid before the worker reports ready."""
+def warm_up(predictor: KnnPredictor, rows: int = WARM_UP_ROWS) -> None:
+    """Predict a few rows once, so the first batch served does not pay the one-time costs
+    (CUDA kernels compiled, the GPU libraries' handles and workspaces created)."""
     with _ONE_PREDICTION_AT_A_TIME:  # a new version loads while the one serving predicts
-        warm_up_parsing(predictor.index.n_features, backend)
         predictor.predict_host(np.zeros((rows, predictor.index.n_features), dtype=np.float32))
 
 

@@ -10,7 +10,7 @@ turns a batch into an array with one copy (and a GPU worker into a device array 
 
 Both formats have the same three steps: a check on the driver, without a Python loop per record,
 that a batch looks clean (:func:`looks_clean`); the joined values parsed on a Dask worker
-(:func:`stream.predict.parse.parse_part`); and, for a batch that is not clean, decoding record by record with a dead
+(:func:`stream.predict.lines.parse_part`); and, for a batch that is not clean, decoding record by record with a dead
 letter naming the reason of each bad record (:func:`decode_batch_as`).
 """
 

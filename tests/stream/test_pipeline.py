@@ -250,7 +250,7 @@ def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here(
     """The worker-side parser takes clean batches whole; a batch with a bad record comes back
     and is decoded here: the bad record is dead-lettered, the others are predicted."""
     from stream.backend import to_host_numpy
-    from stream.predict.parse import parse_part
+    from stream.predict.lines import parse_part
 
     model, completer = ScriptedModel(), KeepingCompleter()
     parsed_on_workers: list[int] = []
@@ -297,7 +297,7 @@ class WorkersProduce:
         self.keys_seen: list[bytes | None] = []
 
     def __call__(self, values: list[bytes], keys: list[bytes | None], n_features: int, topic: str) -> Any:
-        from stream.predict.parse import parse_lines
+        from stream.predict.lines import parse_lines
 
         self.keys_seen += keys
         bounds = [(0, len(values) // 2), (len(values) // 2, len(values))]

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from stream.errors import RecordError
-from stream.predict.parse import parse_part
+from stream.predict.lines import parse_part
 from stream.source.formats import decode_batch_as, decode_float32_value, joined, looks_clean
 from tests.fakes import FakeMessage
 

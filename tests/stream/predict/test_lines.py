@@ -10,9 +10,7 @@ import pyarrow as pa
 import pytest
 
 from stream.backend import Backend, to_host_numpy
-from stream.errors import KnnStreamError
-from stream.predict import parse
-from stream.predict.parse import parse_lines, parse_part, warm_up_parsing
+from stream.predict.lines import parse_lines, parse_part
 from stream.source.decode import decode_records, one_line_values
 from stream.source.formats import joined
 from tests.fakes import FakeMessage
@@ -69,13 +67,3 @@ def test_float32_parts_become_arrays_of_the_backend_with_the_keys_as_ids(backend
     bad = rows.copy()
     bad[5, 2] = np.nan
     assert parse_part("float32", joined("float32", [row.tobytes() for row in bad]), keys, N_FEATURES, backend) is None
-
-
-def test_the_warm_up_parses_its_records_on_each_backend(backend: Backend) -> None:
-    warm_up_parsing(N_FEATURES, backend)  # raises when the reader does not parse them
-
-
-def test_a_reader_that_fails_the_warm_up_stops_the_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parse, "parse_lines", lambda *_args: None)
-    with pytest.raises(KnnStreamError, match="did not parse 16 well-formed records"):
-        warm_up_parsing(N_FEATURES, "cpu")
