@@ -63,7 +63,8 @@ class AtLeastOnce:
         self._commit = commit
 
     def start(self) -> None:
-        """Nothing to prepare: the producer connects with the first batch."""
+        """The producer connects before the first batch (:meth:`KafkaSink.start`)."""
+        self._sink.start()
 
     def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
         self._sink.deliver(records)  # returns only when every record is acknowledged

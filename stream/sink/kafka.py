@@ -64,6 +64,19 @@ class KafkaSink:
             self._producer = Producer(config, logger=log)
         return self._producer
 
+    def start(self) -> None:
+        """Build the producer now rather than with the first batch: it connects in the background
+        and, idempotent, gets its producer id there. librdkafka asks for the id again 500 ms after
+        a first try that found no broker connected yet, which a producer built with the first
+        batch always does: that batch waited about 500 ms longer (measured against the local
+        broker: 506 ms to the first acknowledgement, 5 ms without idempotence)."""
+        _ = self.producer
+
+    @property
+    def started(self) -> bool:
+        """Whether the producer is built (by :meth:`start` or the first delivery) and not closed."""
+        return self._producer is not None
+
     def deliver(self, records: Sequence[OutboundRecord]) -> None:
         """Produce, flush, and raise :class:`DeliveryError` unless every record was acknowledged."""
         self._failures = []

@@ -8,9 +8,10 @@ interpreter. The commit order does not change: the driver commits a batch's offs
 every task of the batch returned (so after the acknowledgements), and a failed task fails the
 batch, which is consumed again (at-least-once).
 
-The plugin travels as the producer's configuration; each worker builds its producer on the
-first batch it scores. Deliveries on one worker take turns (one :class:`KafkaSink` reports the
-failures of one batch at a time), while the next batch's prediction goes on beside them.
+The plugin travels as the producer's configuration; each worker builds its producer when the
+plugin is set up on it, so that it is connected before the first batch. Deliveries on one worker
+take turns (one :class:`KafkaSink` reports the failures of one batch at a time), while the next
+batch's prediction goes on beside them.
 """
 
 from __future__ import annotations
@@ -40,13 +41,19 @@ class ProducerPlugin(WorkerPlugin):
         self._turn: threading.Lock | None = None
 
     def setup(self, worker: Any) -> None:
-        self._sink = KafkaSink(self.producer_config, self.delivery_timeout_s)
-        self._turn = threading.Lock()
+        sink = KafkaSink(self.producer_config, self.delivery_timeout_s)
+        sink.start()  # connected, with its producer id, before the first batch
+        self._sink, self._turn = sink, threading.Lock()
 
     def teardown(self, worker: Any) -> None:
         if self._sink is not None:
             self._sink.close()
             self._sink = None
+
+    @property
+    def started(self) -> bool:
+        """Whether this worker's producer is built (from the plugin's setup on)."""
+        return self._sink is not None and self._sink.started
 
     def deliver(
         self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes], headers: Sequence[tuple[str, bytes]]

@@ -46,6 +46,11 @@ def test_a_worker_delivers_keyed_records_with_their_headers(
     assert all(m.headers() == list(HEADERS) for m in messages)
 
 
+def test_every_worker_builds_its_producer_when_the_plugin_is_set_up(client: Client) -> None:
+    started = client.run(lambda dask_worker: worker_producer(dask_worker).started)
+    assert list(started.values()) == [True]  # before any batch was scored
+
+
 def test_a_record_the_broker_refuses_fails_the_task(client: Client, new_topic: Callable[..., str]) -> None:
     topic = new_topic("small", config={"max.message.bytes": "200"})
     with pytest.raises(DeliveryError, match="not delivered"):
