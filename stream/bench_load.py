@@ -16,7 +16,7 @@ from stream.errors import KnnStreamError
 from stream.local_worker import scrape_totals
 from stream.produce import FeatureRecord, send
 from stream.settings import InputFormat
-from stream.source.kafka import FETCH_QUEUE_BACKOFF_MS
+from stream.source.consumer import FETCH_QUEUE_BACKOFF_MS
 
 
 def bench_records(features: int, prefix: str, count: int) -> list[FeatureRecord]:

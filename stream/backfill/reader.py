@@ -20,7 +20,7 @@ from stream.backfill.errors import BackfillError, ReplayStalledError
 from stream.backfill.ranges import PartitionRange
 from stream.backfill.settings import ReplaySettings
 from stream.errors import KafkaSetupError
-from stream.source.kafka import FETCH_QUEUE_BACKOFF_MS
+from stream.source.consumer import FETCH_QUEUE_BACKOFF_MS
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.5

@@ -34,16 +34,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from stream.batching.microbatch import MicroBatch, collect_batch
 from stream.errors import KafkaSetupError
 from stream.settings import ServeSettings
+from stream.source.consumer import consumer_config, describe, is_error, partitions_of, positions
 
 log = logging.getLogger(__name__)
 # How long a full read-ahead waits for the batch in flight before pausing the partitions (a
 # rebalance waits as long for this member to poll); at most a tenth of max.poll.interval.ms.
 HOLD_BEFORE_PAUSE_S = 2.0
-# librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s by default) each time its
-# prefetch queue reaches queued.max.messages.kbytes (64 MiB): on a backlog of 300,000 records of
-# 400 bytes the consumer waited out that second again and again (5.5 µs per record, 0.7 µs with
-# 10 ms). The queue's size limit, and so the memory it may take, is unchanged.
-FETCH_QUEUE_BACKOFF_MS = 10
 # A read-ahead poll waits this long for its records at most (a batch consume waits for all it asks
 # for): the batch in flight is seen done, and committed, at most this late.
 READ_AHEAD_POLL_S = 0.005
@@ -52,24 +48,6 @@ READ_AHEAD_POLL_S = 0.005
 InFlight = Callable[[], Sequence[tuple[MicroBatch, "Future[Any]"]]]
 # A commit refused with these is made again once the group's rebalance is over.
 _REBALANCING = frozenset({KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
-
-
-def consumer_config(settings: ServeSettings, stats_cb: Callable[[str], None] | None = None) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        **settings.librdkafka_config(),
-        "group.id": settings.group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "partition.assignment.strategy": "cooperative-sticky",
-        "max.poll.interval.ms": settings.max_poll_interval_ms,
-        "session.timeout.ms": settings.session_timeout_ms,
-        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
-    }
-    if stats_cb is not None:
-        config |= {"statistics.interval.ms": settings.statistics_interval_ms, "stats_cb": stats_cb}
-    return config
 
 
 class KafkaSource:
@@ -168,7 +146,7 @@ class KafkaSource:
                     else:
                         paused = paused or self._pause(consumer)
                         message = consumer.poll(0.1)
-                        if message is not None and not _is_error(message):
+                        if message is not None and not is_error(message):
                             self._keep([message])
                 self._refresh_group_metadata(consumer)
         finally:
@@ -185,7 +163,7 @@ class KafkaSource:
         """
         deadline = time.monotonic() + self._settings.session_timeout_ms / 1000
         while True:
-            assigned = _positions(self.consumer.assignment())
+            assigned = positions(self.consumer.assignment())
             offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in assigned]
             try:
                 if offsets:
@@ -209,7 +187,7 @@ class KafkaSource:
         offset would win over an earlier one's, and the records between them would be skipped.
         """
         together = MicroBatch([message for batch in batches for message in batch.messages])
-        rewound = _partitions(together.messages)
+        rewound = partitions_of(together.messages)
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in rewound]
         for position in self._committed_or(together.first_offsets()):
             try:
@@ -273,7 +251,7 @@ class KafkaSource:
 
     def _poll_consumer(self, max_messages: int, timeout_s: float) -> list[Any]:
         messages = self.consumer.consume(num_messages=max_messages, timeout=timeout_s)
-        return [message for message in messages if message.error() is None or not _is_error(message)]
+        return [message for message in messages if message.error() is None or not is_error(message)]
 
     def _owned(self, messages: Sequence[Any]) -> list[Any]:
         assigned = {(p.topic, p.partition) for p in self.consumer.assignment()}
@@ -296,10 +274,10 @@ class KafkaSource:
             deadline = time.monotonic() + duration_s
             while time.monotonic() < deadline:
                 message = consumer.poll(0.05)
-                if message is not None and not _is_error(message):
+                if message is not None and not is_error(message):
                     self._keep([message])
         finally:
-            assigned = _positions(consumer.assignment())
+            assigned = positions(consumer.assignment())
             consumer.resume([p for p in paused if (p.topic, p.partition) in assigned])
 
     def _refresh_group_metadata(self, consumer: Consumer) -> None:
@@ -313,7 +291,7 @@ class KafkaSource:
             # (a batch was in flight) would come back paused, and never be read again.
             consumer.resume(partitions)
         self._refresh_group_metadata(consumer)
-        log.info("assigned %s", _describe(partitions))
+        log.info("assigned %s", describe(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the batches in flight finish (and commit) before their partitions move."""
@@ -322,7 +300,7 @@ class KafkaSource:
         delivered: list[MicroBatch] = []
         for batch, done in self._in_flight():
             if not done.done():
-                log.info("waiting for the batches in flight before giving up %s", _describe(partitions))
+                log.info("waiting for the batches in flight before giving up %s", describe(partitions))
             try:
                 done.result()
             except Exception as exc:  # noqa: BLE001 - the consume loop reports it; here it only must not escape
@@ -330,9 +308,9 @@ class KafkaSource:
                 break  # no later batch was delivered
             delivered.append(batch)
         self._commit_revoked(consumer, partitions, delivered)
-        revoked = _positions(partitions)
+        revoked = positions(partitions)
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in revoked]
-        log.info("revoked %s", _describe(partitions))
+        log.info("revoked %s", describe(partitions))
 
     def _commit_revoked(
         self, consumer: Consumer, partitions: list[TopicPartition], delivered: Iterable[MicroBatch]
@@ -341,7 +319,7 @@ class KafkaSource:
         before their new owner reads the committed offsets (exactly-once: the transactions did)."""
         if self._settings.guarantee != "at-least-once":
             return
-        revoked = _positions(partitions)
+        revoked = positions(partitions)
         latest: dict[tuple[str, int], TopicPartition] = {}
         for batch in delivered:  # oldest first: a later batch's offset wins
             latest |= {(p.topic, p.partition): p for p in batch.next_offsets() if (p.topic, p.partition) in revoked}
@@ -351,32 +329,3 @@ class KafkaSource:
             consumer.commit(offsets=list(latest.values()), asynchronous=False)
         except KafkaException as exc:
             log.warning("cannot commit the revoked partitions (their new owner reads them again): %s", exc.args[0])
-
-
-def _positions(partitions: Sequence[TopicPartition]) -> set[tuple[str, int]]:
-    return {(p.topic, p.partition) for p in partitions}
-
-
-def _partitions(messages: Sequence[Any]) -> set[tuple[str, int]]:
-    return {(m.topic(), m.partition()) for m in messages}
-
-
-def _describe(partitions: Sequence[TopicPartition]) -> str:
-    return ", ".join(f"topic={p.topic} partition={p.partition}" for p in partitions) or "no partitions"
-
-
-def _is_error(message: Any) -> bool:
-    error = message.error()
-    if error is None:
-        return False
-    if error.fatal():
-        raise KafkaException(error)
-    if error.code() != KafkaError._PARTITION_EOF:
-        log.warning(
-            "consumer error topic=%s partition=%s offset=%s: %s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            error,
-        )
-    return True

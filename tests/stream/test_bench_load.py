@@ -19,7 +19,7 @@ from stream.bench_load import (
 from stream.errors import KnnStreamError
 from stream.metrics import Health, MetricsServer, WorkerMetrics
 from stream.produce import FeatureRecord
-from stream.source.kafka import FETCH_QUEUE_BACKOFF_MS
+from stream.source.consumer import FETCH_QUEUE_BACKOFF_MS
 
 pytestmark = pytest.mark.kafka
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream.metrics import LATENCY_BUCKETS, LATENCY_SLO_S, Health, MetricsServer, WorkerMetrics
 from stream.predict.gpu_memory import GpuMemoryMonitor, GpuMemorySample, read_device_memory, sample_workers
 from stream.settings import ServeSettings
-from stream.source.kafka import consumer_config
+from stream.source.consumer import consumer_config
 from stream.source.lag import PartitionLag, partition_lags
 
 PROMETHEUS_INSTALL_HINT = "run `bash deploy/install-prometheus.sh` (CI runs it before the tests)"

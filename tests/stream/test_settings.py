@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer
 from stream.logs import JsonFormatter
 from stream.settings import ServeSettings
 from stream.sink.kafka import producer_config
-from stream.source.kafka import consumer_config
+from stream.source.consumer import consumer_config
 
 PASSWORD = "pw-7f3a9c1e-never-print-me"
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1: the clients never reach a broker

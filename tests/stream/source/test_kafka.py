@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 
 from stream.batching.microbatch import MicroBatch
 from stream.settings import ServeSettings
-from stream.source.kafka import FETCH_QUEUE_BACKOFF_MS, KafkaSource, consumer_config
+from stream.source.kafka import KafkaSource
 
 pytestmark = pytest.mark.kafka
 
@@ -106,13 +106,6 @@ def test_rewind_goes_to_the_committed_offset_when_the_batch_was_completed_after_
     _commit_in_a_transaction(kafka_bootstrap, source, topic, 40)
     source.rewind([batch])
     assert _offsets(_batch(source)) == list(range(40, 80))
-
-
-def test_a_full_prefetch_queue_backs_off_briefly_not_for_librdkafkas_default_second(kafka_bootstrap: str) -> None:
-    settings = ServeSettings(bootstrap_servers=kafka_bootstrap, input_topic="t", group_id="g", model="m@production")
-    config = consumer_config(settings)
-    assert config["fetch.queue.backoff.ms"] == FETCH_QUEUE_BACKOFF_MS < 1000
-    Consumer(config).close()  # librdkafka knows the property and accepts the value
 
 
 def test_a_batch_of_records_read_ahead_is_opened_when_they_were_read(
