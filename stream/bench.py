@@ -22,13 +22,11 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import psutil
 from confluent_kafka import Producer
 
-from model_store import ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.bench_backlog import Burst, start_burst, wait_group_settled
 from stream.bench_gpus import GpuSampler
@@ -41,14 +39,13 @@ from stream.bench_load import (
     settled_batch_totals,
 )
 from stream.bench_progress import ProgressSampler
+from stream.bench_raw import publish_index, raw_throughput
 from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.local_worker import cpu_seconds_of
-from stream.predict.cluster import close_client, start_client, visible_gpus
-from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
-from stream.predict.plugin import ModelPlugin, worker_predictor
+from stream.predict.cluster import visible_gpus
 from stream.produce import send
 from stream.settings import BenchSettings
 from stream.soak import SoakResult, soak
@@ -57,25 +54,37 @@ SOAK_WINDOW_S = 30.0
 
 
 @dataclass(frozen=True)
-class EndToEnd:
-    """What the backlog, the fixed load and the soak measured."""
+class Backlog:
+    """What the backlog measured, from its release to its last prediction read."""
 
     rows_per_s: float
     first_prediction_s: float
     after_first_rows_per_s: float
     decoded_on_driver: int
     driver_gc_s: float
-    cpu: CpuSeconds  # of the workers' processes during the backlog
-    predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed) in the backlog
-    sent_s: float  # the backlog's burst, from its release to its last record acknowledged
-    bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its GPU sampler)
-    gpus: tuple[str, ...]  # what each GPU did during the backlog (GPU backend)
+    cpu: CpuSeconds  # of the workers' processes
+    predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed)
+    sent_s: float  # the burst, from its release to its last record acknowledged
+    bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its samplers)
+    gpus: tuple[str, ...]  # what each GPU did (GPU backend)
     progress: tuple[tuple[float, ...], ...]  # every half second: predictions read, then each replica's predicted
     replica_gpus: tuple[str, ...]  # each replica's CUDA_VISIBLE_DEVICES (empty: every GPU, or the CPU backend)
+
+
+@dataclass(frozen=True)
+class FixedLoad:
+    """What the fixed load (half the backlog's rate) measured."""
+
     offered_rows_per_s: float
     p50_ms: float
     p99_ms: float
-    batches: BatchStats  # of the latency phase
+    batches: BatchStats
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    backlog: Backlog
+    load: FixedLoad
     soaked: SoakResult | None
 
 
@@ -89,79 +98,33 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         started_broker = True
     try:
         with tempfile.TemporaryDirectory(prefix="knnstream-bench-") as workdir:
-            store = _publish_index(settings, backend, Path(workdir))
-            raw = _raw_throughput(settings, backend, store)
+            store = publish_index(settings, backend, Path(workdir))
+            raw = raw_throughput(settings, backend, store)
             gpus = visible_gpus(cuda_visible_devices) if backend == "gpu" and settings.replicas > 1 else []
             e2e = _end_to_end(settings, backend, store, gpus)
     finally:
         if started_broker:
             stop_local_broker(settings.bootstrap_servers)
+    backlog, load = e2e.backlog, e2e.load
     result = BenchResult(
         backend, settings.index_rows, settings.features, settings.k, settings.batch_size, settings.records,
-        settings.partitions, settings.workers, raw, e2e.rows_per_s, e2e.rows_per_s / raw, e2e.offered_rows_per_s,
-        e2e.p50_ms, e2e.p99_ms, f"{platform.node()} ({platform.machine()}, {_device_name(backend)})",
-        time.strftime("%Y-%m-%d"), *_soak_fields(e2e.soaked), produce_on=settings.produce_on,
-        max_batches_in_flight=settings.max_batches_in_flight, batch_max_wait_ms=settings.batch_max_wait_ms,
-        format=settings.format, first_prediction_s=e2e.first_prediction_s,
-        e2e_after_first_rows_per_s=e2e.after_first_rows_per_s, backlog_decoded_on_driver=e2e.decoded_on_driver,
-        backlog_driver_gc_s=round(e2e.driver_gc_s, 3), backlog_driver_cpu_s=round(e2e.cpu.drivers, 2),
-        backlog_dask_cpu_s=round(e2e.cpu.dask_workers, 2), replicas=settings.replicas,
-        backlog_predicted_by_replica=e2e.predicted_by_replica, backlog_sent_s=round(e2e.sent_s, 3),
-        backlog_bench_cpu_s=round(e2e.bench_cpu_s, 2), backlog_gpus=e2e.gpus, backlog_progress=e2e.progress,
-        replica_gpus=e2e.replica_gpus,
-        latency_batches=e2e.batches.batches, latency_batch_records_mean=round(e2e.batches.records_mean, 1),
-        latency_batch_ms_mean=round(e2e.batches.batch_ms_mean, 1),
-        latency_predict_ms_mean=round(e2e.batches.predict_ms_mean, 1),
+        settings.partitions, settings.workers, raw, backlog.rows_per_s, backlog.rows_per_s / raw,
+        load.offered_rows_per_s, load.p50_ms, load.p99_ms,
+        f"{platform.node()} ({platform.machine()}, {_device_name(backend)})", time.strftime("%Y-%m-%d"),
+        *_soak_fields(e2e.soaked), produce_on=settings.produce_on, max_batches_in_flight=settings.max_batches_in_flight,
+        batch_max_wait_ms=settings.batch_max_wait_ms, format=settings.format,
+        first_prediction_s=backlog.first_prediction_s, e2e_after_first_rows_per_s=backlog.after_first_rows_per_s,
+        backlog_decoded_on_driver=backlog.decoded_on_driver, backlog_driver_gc_s=round(backlog.driver_gc_s, 3),
+        backlog_driver_cpu_s=round(backlog.cpu.drivers, 2), backlog_dask_cpu_s=round(backlog.cpu.dask_workers, 2),
+        replicas=settings.replicas, backlog_predicted_by_replica=backlog.predicted_by_replica,
+        backlog_sent_s=round(backlog.sent_s, 3), backlog_bench_cpu_s=round(backlog.bench_cpu_s, 2),
+        backlog_gpus=backlog.gpus, backlog_progress=backlog.progress, replica_gpus=backlog.replica_gpus,
+        latency_batches=load.batches.batches, latency_batch_records_mean=round(load.batches.records_mean, 1),
+        latency_batch_ms_mean=round(load.batches.batch_ms_mean, 1),
+        latency_predict_ms_mean=round(load.batches.predict_ms_mean, 1),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
-
-
-def _publish_index(settings: BenchSettings, backend: Backend, workdir: Path) -> str:
-    """A model of ``index_rows`` random rows in a fresh store; returns the store root."""
-    rng = np.random.default_rng(0)
-    features = rng.normal(size=(settings.index_rows, settings.features)).astype(np.float32)
-    labels = rng.integers(0, 10, settings.index_rows)
-    index = index_from_training_data("classification", settings.k, "euclidean", features, labels)
-    root = str(workdir / "models")
-    draft = ManifestDraft(
-        task="classification", k=settings.k, metric="euclidean",
-        feature_names=tuple(f"f{i}" for i in range(settings.features)), n_features=settings.features,
-        classes=tuple(index.classes.tolist()), training_rows=settings.index_rows, backend=backend, format=FORMAT,
-    )  # fmt: skip
-    ModelStore(root).publish("bench", {MODEL_FILE: index.to_npz()}, draft, aliases=["production"])
-    return root
-
-
-def _raw_throughput(settings: BenchSettings, backend: Backend, store: str) -> float:
-    """Rows per second of all workers predicting concurrently, data already on the workers."""
-    client = start_client(backend, settings.scheduler, settings.workers)
-    try:
-        manifest = ModelStore(store).resolve("bench@production")
-        client.register_plugin(ModelPlugin(store, manifest.name, manifest.version, backend))
-        timings = client.run(_time_predictions, manifest.version, settings.batch_size, settings.features)
-    finally:
-        close_client(client)
-    # The workers ran at the same time: the sum of their rates is the aggregate ceiling.
-    return float(sum(rows / seconds for rows, seconds in timings.values()))
-
-
-def _time_predictions(
-    version: str, batch_size: int, n_features: int, min_seconds: float = 3.0, dask_worker: Any = None
-) -> tuple[int, float]:
-    """On a Dask worker (``client.run``): rows predicted and seconds taken, after a warm-up batch.
-
-    Predicts the same batch over and over, at least three times and for at least ``min_seconds``.
-    """
-    predictor = worker_predictor(version, dask_worker)
-    xp = predictor.array_module
-    batch = xp.asarray(np.random.default_rng(1).normal(size=(batch_size, n_features)).astype(np.float32))
-    predictor.predict_host(batch)  # the serving path; its results on the host mean the GPU is done
-    rounds, started = 0, time.perf_counter()
-    while rounds < 3 or time.perf_counter() - started < min_seconds:
-        predictor.predict_host(batch)
-        rounds += 1
-    return rounds * batch_size, time.perf_counter() - started
 
 
 def _end_to_end(settings: BenchSettings, backend: Backend, store: str, gpus: Sequence[str]) -> EndToEnd:
@@ -196,8 +159,22 @@ def _stream_through_worker(
 def _measure(
     settings: BenchSettings, backend: Backend, replicas: Replicas, backlog: Burst, reader: OutputReader, topic: str
 ) -> EndToEnd:
-    """The clock starts when the backlog's burst is released to the waiting workers: the
-    backlog's rate, then latency, then the soak."""
+    """The backlog's rate, then latency at half of it, then the soak."""
+    ran = _run_backlog(settings, backend, replicas, backlog, reader)
+    load = _fixed_load(settings, replicas, reader, topic, ran.rows_per_s / 2)
+    soaked = None
+    if settings.soak_seconds > 0:
+        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20})
+        window = _soak_window(settings, producer, topic, reader, load.offered_rows_per_s)
+        soaked = soak(window, replicas.processes[0].pid, settings.soak_seconds, SOAK_WINDOW_S)
+    return EndToEnd(ran, load, soaked)
+
+
+def _run_backlog(
+    settings: BenchSettings, backend: Backend, replicas: Replicas, backlog: Burst, reader: OutputReader
+) -> Backlog:
+    """The clock starts when the backlog's burst is released to the waiting workers and stops at
+    its last prediction read; the workers' CPU and metrics, the GPUs and the course around it."""
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
     cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), _own_cpu_seconds()
@@ -213,34 +190,33 @@ def _measure(
         ended = time.monotonic()
     finally:
         gpu_lines, course = sampler.stop(), progress.stop()
-    e2e = settings.records / (ended - started)
-    cpu = replicas.cpu_seconds() - cpu_at_start
-    bench_cpu_s = _own_cpu_seconds() - bench_cpu_at_start
-    sent_s = backlog.wait_sent()
+    cpu, bench_cpu_s = replicas.cpu_seconds() - cpu_at_start, _own_cpu_seconds() - bench_cpu_at_start
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
+    settled_batch_totals(replicas.ports)  # the last batches are read before they are counted as committed
     totals = replicas.totals([decoded, gc_seconds])
-    offered = e2e / 2
-    count = max(1, int(offered * settings.latency_seconds))
-    # Records of the latency phase leave at once (linger.ms 1): the batching measured is the worker's.
+    predicted = tuple(int(total) for total in replicas.totals_each("knnstream_records_predicted_total"))
+    return Backlog(
+        settings.records / (ended - started), first - started,
+        (settings.records - 1) / (last - first) if last > first else 0.0, int(totals[decoded]),
+        totals[gc_seconds] - at_start[gc_seconds], cpu, predicted, backlog.wait_sent(), bench_cpu_s, gpu_lines,
+        course, tuple(replicas.devices),
+    )  # fmt: skip
+
+
+def _fixed_load(
+    settings: BenchSettings, replicas: Replicas, reader: OutputReader, topic: str, offered: float
+) -> FixedLoad:
+    """Records sent at ``offered`` a second for ``latency_seconds``: each one's latency, and the
+    worker's batches meanwhile."""
+    # They leave at once (linger.ms 1): the batching measured is the worker's.
     paced = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 1})
-    records = bench_records(settings.features, "l", count)
+    records = bench_records(settings.features, "l", max(1, int(offered * settings.latency_seconds)))
     freeze_startup_heap()  # the bench's own garbage collections must not show up as latency
     before = settled_batch_totals(replicas.ports)
-    predicted = [int(total) for total in replicas.totals_each("knnstream_records_predicted_total")]
     latencies = latency_phase(paced, topic, reader, records, offered, settings.format)
     batches = batch_stats(before, settled_batch_totals(replicas.ports))
-    soaked = None
-    if settings.soak_seconds > 0:
-        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20})
-        window = _soak_window(settings, producer, topic, reader, offered)
-        soaked = soak(window, replicas.processes[0].pid, settings.soak_seconds, SOAK_WINDOW_S)
     p50, p99 = np.percentile(latencies, [50, 99])
-    after_first = (settings.records - 1) / (last - first) if last > first else 0.0
-    return EndToEnd(
-        e2e, first - started, after_first, int(totals[decoded]), totals[gc_seconds] - at_start[gc_seconds], cpu,
-        tuple(predicted), sent_s, bench_cpu_s, gpu_lines, course, tuple(replicas.devices), offered, float(p50),
-        float(p99), batches, soaked,
-    )  # fmt: skip
+    return FixedLoad(offered, float(p50), float(p99), batches)
 
 
 def _own_cpu_seconds() -> float:
