@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from stream.bench_sampling import SamplingThread
+
 log = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 0.1
 JOIN_TIMEOUT_S = 2.0
@@ -70,8 +72,7 @@ class GpuSampler:
         self._nvml = nvml  # pynvml, imported at start when not given
         self._handles: list[Any] = []
         self._samples: list[GpuSamples] = []
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sampling = SamplingThread("GPU sampler", self._run, JOIN_TIMEOUT_S)
 
     def start(self) -> None:
         try:
@@ -89,26 +90,21 @@ class GpuSampler:
             return
         self._nvml = nvml
         self._samples = [GpuSamples(name) for name in names]
-        self._thread = threading.Thread(target=self._run, name="gpu-sampler", daemon=True)
-        self._thread.start()
+        self._sampling.start()
 
     def stop(self) -> tuple[str, ...]:
         """Stop sampling; a line per GPU (none when nothing was sampled)."""
-        if self._thread is None:
+        if not self._sampling.started:
             return ()
-        self._stopping.set()
-        self._thread.join(timeout=JOIN_TIMEOUT_S)
-        if self._thread.is_alive():  # an NVML call that hangs: the thread is a daemon, leave it
-            log.warning("the GPU sampler did not stop within %.0f s", JOIN_TIMEOUT_S)
-        self._thread = None
+        self._sampling.stop()  # one that hangs in an NVML call is left behind: its samples so far stand
         return tuple(samples.describe() for samples in self._samples)
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         nvml = self._nvml
         assert nvml is not None
         try:
             reasons = _reasons_reader(nvml, self._handles[0]) if self._handles else None
-            while not self._stopping.wait(SAMPLE_EVERY_S):
+            while not stopping.wait(SAMPLE_EVERY_S):
                 for handle, samples in zip(self._handles, self._samples, strict=True):
                     samples.utilization.append(float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
                     samples.sm_clock_mhz.append(float(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)))

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from stream.bench_sampling import SamplingThread
+
 log = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 0.5
 JOIN_TIMEOUT_S = 10.0  # a scrape in progress (its timeout is 5 s)
@@ -34,8 +36,7 @@ class ProgressSampler:
     ) -> None:
         self._read_predicted, self._read_received, self._every_s = read_predicted, read_received, every_s
         self._samples: list[Sample] = []
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sampling = SamplingThread("progress sampler", self._run, JOIN_TIMEOUT_S)
         self._started = 0.0
         self._baseline: Sample = ()
 
@@ -46,24 +47,15 @@ class ProgressSampler:
             log.warning("the backlog's progress is not sampled: %s: %s", type(exc).__name__, exc)
             return
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="progress-sampler", daemon=True)
-        self._thread.start()
+        self._sampling.start()
 
     def stop(self) -> tuple[Sample, ...]:
         """Stop sampling, after a last sample; the samples (none when nothing was sampled)."""
-        if self._thread is None:
-            return ()
-        self._stopping.set()
-        self._thread.join(timeout=JOIN_TIMEOUT_S)
-        if self._thread.is_alive():
-            log.warning("the progress sampler did not stop within %.0f s", JOIN_TIMEOUT_S)
-            return ()
-        self._thread = None
-        return tuple(self._samples)
+        return tuple(self._samples) if self._sampling.stop() else ()
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         try:
-            while not self._stopping.wait(self._every_s):
+            while not stopping.wait(self._every_s):
                 self._take()
             self._take()
         except Exception as exc:  # noqa: BLE001 - a replica gone or slow: the samples so far stand
