@@ -44,7 +44,7 @@ from stream.bench_replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench_report import BenchResult, format_table
 from stream.heap import freeze_startup_heap
 from stream.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
-from stream.local_worker import cpu_seconds_of
+from stream.local_worker import SCRAPE_TIMEOUT_S, cpu_seconds_of
 from stream.predict.cluster import visible_gpus
 from stream.produce import send
 from stream.settings import BenchSettings
@@ -65,7 +65,7 @@ class Backlog:
     cpu: CpuSeconds  # of the workers' processes
     predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed)
     sent_s: float  # the burst, from its release to its last record acknowledged
-    bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its samplers)
+    bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its GPU and progress samplers)
     gpus: tuple[str, ...]  # what each GPU did (GPU backend)
     progress: tuple[tuple[float, ...], ...]  # every half second: predictions read, then each replica's predicted
     replica_gpus: tuple[str, ...]  # each replica's CUDA_VISIBLE_DEVICES (empty: every GPU, or the CPU backend)
@@ -140,10 +140,10 @@ def _stream_through_worker(
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
     with ExitStack() as cleanup:  # closed in reverse: the replicas, the reader, the burst's process
-        backlog = start_burst(
+        burst = start_burst(
             settings.bootstrap_servers, topics["input"], settings.records, settings.features, settings.format
         )
-        cleanup.callback(backlog.close)
+        cleanup.callback(burst.close)
         reader = OutputReader(settings.bootstrap_servers, topics["output"])
         cleanup.callback(reader.close)
         reader.wait_until_assigned(timeout_s=60)
@@ -152,26 +152,26 @@ def _stream_through_worker(
         cleanup.callback(replicas.stop)
         replicas.wait_healthy()
         wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
-        backlog.wait_ready()
-        return _measure(settings, backend, replicas, backlog, reader, topics["input"])
+        burst.wait_ready()
+        return _measure(settings, backend, replicas, burst, reader, topics["input"])
 
 
 def _measure(
-    settings: BenchSettings, backend: Backend, replicas: Replicas, backlog: Burst, reader: OutputReader, topic: str
+    settings: BenchSettings, backend: Backend, replicas: Replicas, burst: Burst, reader: OutputReader, topic: str
 ) -> EndToEnd:
     """The backlog's rate, then latency at half of it, then the soak."""
-    ran = _run_backlog(settings, backend, replicas, backlog, reader)
-    load = _fixed_load(settings, replicas, reader, topic, ran.rows_per_s / 2)
+    backlog = _run_backlog(settings, backend, replicas, burst, reader)
+    load = _fixed_load(settings, replicas, reader, topic, backlog.rows_per_s / 2)
     soaked = None
     if settings.soak_seconds > 0:
         producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20})
         window = _soak_window(settings, producer, topic, reader, load.offered_rows_per_s)
         soaked = soak(window, replicas.processes[0].pid, settings.soak_seconds, SOAK_WINDOW_S)
-    return EndToEnd(ran, load, soaked)
+    return EndToEnd(backlog, load, soaked)
 
 
 def _run_backlog(
-    settings: BenchSettings, backend: Backend, replicas: Replicas, backlog: Burst, reader: OutputReader
+    settings: BenchSettings, backend: Backend, replicas: Replicas, burst: Burst, reader: OutputReader
 ) -> Backlog:
     """The clock starts when the backlog's burst is released to the waiting workers and stops at
     its last prediction read; the workers' CPU and metrics, the GPUs and the course around it."""
@@ -181,12 +181,16 @@ def _run_backlog(
     sampler = GpuSampler()
     if backend == "gpu":
         sampler.start()
-    progress = ProgressSampler(lambda: replicas.totals_each("knnstream_records_predicted_total"), lambda: reader.count)
+    progress = ProgressSampler(
+        lambda: replicas.totals_each("knnstream_records_predicted_total"),
+        lambda: reader.count,
+        join_timeout_s=SCRAPE_TIMEOUT_S * len(replicas.ports) + 5,  # a scrape of each replica under way
+    )
     progress.start()
     started = time.monotonic()
-    backlog.release()
+    burst.release()
     try:
-        reader.wait_for(settings.records, timeout_s=1800, failed=lambda: backlog.failure() or replicas.failure())
+        reader.wait_for(settings.records, timeout_s=1800, failed=lambda: burst.failure() or replicas.failure())
         ended = time.monotonic()
     finally:
         gpu_lines, course = sampler.stop(), progress.stop()
@@ -198,7 +202,7 @@ def _run_backlog(
     return Backlog(
         settings.records / (ended - started), first - started,
         (settings.records - 1) / (last - first) if last > first else 0.0, int(totals[decoded]),
-        totals[gc_seconds] - at_start[gc_seconds], cpu, predicted, backlog.wait_sent(), bench_cpu_s, gpu_lines,
+        totals[gc_seconds] - at_start[gc_seconds], cpu, predicted, burst.wait_sent(), bench_cpu_s, gpu_lines,
         course, tuple(replicas.devices),
     )  # fmt: skip
 
@@ -220,7 +224,7 @@ def _fixed_load(
 
 
 def _own_cpu_seconds() -> float:
-    """CPU seconds of this process so far (during the backlog: its reader, and its GPU sampler)."""
+    """CPU seconds of this process so far (during the backlog: its reader, its GPU and progress samplers)."""
     return cpu_seconds_of(psutil.Process())
 
 

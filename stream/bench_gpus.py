@@ -96,7 +96,8 @@ class GpuSampler:
         """Stop sampling; a line per GPU (none when nothing was sampled)."""
         if not self._sampling.started:
             return ()
-        self._sampling.stop()  # one that hangs in an NVML call is left behind: its samples so far stand
+        if not self._sampling.stop():  # hung in an NVML call, maybe halfway through a sample
+            return ()
         return tuple(samples.describe() for samples in self._samples)
 
     def _run(self, stopping: threading.Event) -> None:

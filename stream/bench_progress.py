@@ -18,7 +18,6 @@ from stream.bench_sampling import SamplingThread
 
 log = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 0.5
-JOIN_TIMEOUT_S = 10.0  # a scrape in progress (its timeout is 5 s)
 
 # A sample: seconds since the start, predictions read, then each replica's predicted records.
 Sample = tuple[float, ...]
@@ -26,17 +25,20 @@ Sample = tuple[float, ...]
 
 class ProgressSampler:
     """Calls ``read_predicted`` (each replica's total) and ``read_received`` every ``every_s``
-    seconds in a thread between :meth:`start` and :meth:`stop`; counts are from :meth:`start` on."""
+    seconds in a thread between :meth:`start` and :meth:`stop`; counts are from :meth:`start` on.
+    ``join_timeout_s``: how long :meth:`stop` waits for a sample under way (a scrape of each
+    replica may take up to its own timeout)."""
 
     def __init__(
         self,
         read_predicted: Callable[[], Sequence[float]],
         read_received: Callable[[], int],
         every_s: float = SAMPLE_EVERY_S,
+        join_timeout_s: float = 10.0,
     ) -> None:
         self._read_predicted, self._read_received, self._every_s = read_predicted, read_received, every_s
         self._samples: list[Sample] = []
-        self._sampling = SamplingThread("progress sampler", self._run, JOIN_TIMEOUT_S)
+        self._sampling = SamplingThread("progress sampler", self._run, join_timeout_s)
         self._started = 0.0
         self._baseline: Sample = ()
 
@@ -67,7 +69,9 @@ class ProgressSampler:
         self._samples.append((seconds, *(now - then for now, then in zip(counts, self._baseline, strict=True))))
 
     def _read(self) -> Sample:
-        received = self._read_received()  # first: a prediction read was predicted before it
+        # Read first: a replica counts its records predicted when their batch commits, after the
+        # broker acknowledged their predictions, so those read may run ahead of those counted.
+        received = self._read_received()
         return (float(received), *(float(count) for count in self._read_predicted()))
 
 

@@ -42,11 +42,11 @@ class BenchResult:
     replicas: int = 1  # knnstream serve processes in one consumer group
     backlog_predicted_by_replica: tuple[int, ...] = ()  # records each replica predicted and committed
     backlog_sent_s: float = 0.0  # the backlog's burst, from its release to its last record acknowledged
-    backlog_bench_cpu_s: float = 0.0  # CPU seconds of the benchmark's process (its reader, its GPU sampler)
+    backlog_bench_cpu_s: float = 0.0  # CPU seconds of the benchmark's process (its reader, its samplers)
     backlog_gpus: tuple[str, ...] = ()  # per GPU: utilisation, SM clock while working, what held its clocks down
     # every half second of the backlog: seconds, predictions read, then each replica's predicted records
     backlog_progress: tuple[tuple[float, ...], ...] = ()
-    replica_gpus: tuple[str, ...] = ()  # each replica's CUDA_VISIBLE_DEVICES ("" for all, or none set)
+    replica_gpus: tuple[str, ...] = ()  # each replica's CUDA_VISIBLE_DEVICES (none: one serve, or the CPU backend)
     latency_batches: int = 0  # the worker's micro-batches during the latency phase
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
@@ -75,6 +75,7 @@ def format_table(result: BenchResult) -> str:
         ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s during the backlog"),
         ("  CPU", _cpu(result) + f"; the bench's own {result.backlog_bench_cpu_s:.2f} s"),
         ("  by replica", " / ".join(f"{count:,}" for count in result.backlog_predicted_by_replica) + " records"),
+        *([("  replicas' GPUs", " / ".join(result.replica_gpus))] if result.replica_gpus else []),
         (
             "  sent in",
             f"{result.backlog_sent_s:.2f} s (the backlog's burst, from its release to its last acknowledgement)",

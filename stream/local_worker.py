@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream.errors import KnnStreamError
 
+SCRAPE_TIMEOUT_S = 5.0  # a worker's /metrics
+
 
 def start_worker_process(
     bootstrap_servers: str,
@@ -115,7 +117,7 @@ def scrape_totals(ports: Sequence[int], names: Sequence[str]) -> dict[str, float
     workers at ``ports``."""
     totals = dict.fromkeys(names, 0.0)
     for port in ports:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT_S) as answer:
             text = answer.read().decode()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

@@ -7,9 +7,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from stream.errors import DeliveryError
+from stream.errors import DeliveryError, KafkaSetupError
 from stream.settings import ServeSettings
 from stream.sink.encode import OutboundRecord
 
@@ -69,8 +69,12 @@ class KafkaSink:
         and, idempotent, gets its producer id there. librdkafka asks for the id again 500 ms after
         a first try that found no broker connected yet, which a producer built with the first
         batch always does: that batch waited about 500 ms longer (measured against the local
-        broker: 506 ms to the first acknowledgement, 5 ms without idempotence)."""
-        _ = self.producer
+        broker: 506 ms to the first acknowledgement, 5 ms without idempotence). A configuration
+        librdkafka refuses fails here, as the worker starts, with :class:`KafkaSetupError`."""
+        try:
+            _ = self.producer
+        except KafkaException as exc:
+            raise KafkaSetupError(f"the producer's configuration was refused: {exc.args[0]}") from exc
 
     @property
     def started(self) -> bool:

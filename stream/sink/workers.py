@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class ProducerPlugin(WorkerPlugin):
-    """Holds one Kafka producer on a Dask worker, built on first use, flushed at teardown."""
+    """Holds one Kafka producer on a Dask worker, built at setup, flushed at teardown."""
 
     name = PLUGIN_NAME
 

@@ -41,15 +41,18 @@ def consumer_config(settings: ServeSettings, stats_cb: Callable[[str], None] | N
     return config
 
 
-def positions(partitions: Sequence[TopicPartition]) -> set[tuple[str, int]]:
+def partition_set(partitions: Sequence[TopicPartition]) -> set[tuple[str, int]]:
+    """Each partition as (topic, partition), to compare with others."""
     return {(p.topic, p.partition) for p in partitions}
 
 
-def partitions_of(messages: Sequence[Any]) -> set[tuple[str, int]]:
+def partition_set_of(messages: Sequence[Any]) -> set[tuple[str, int]]:
+    """The partitions the messages came from, as (topic, partition)."""
     return {(m.topic(), m.partition()) for m in messages}
 
 
-def describe(partitions: Sequence[TopicPartition]) -> str:
+def describe_partitions(partitions: Sequence[TopicPartition]) -> str:
+    """The partitions as a log line names them: ``topic=... partition=...``."""
     return ", ".join(f"topic={p.topic} partition={p.partition}" for p in partitions) or "no partitions"
 
 

@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from stream.batching.microbatch import MicroBatch, collect_batch
 from stream.errors import KafkaSetupError
 from stream.settings import ServeSettings
-from stream.source.consumer import consumer_config, describe, is_error, partitions_of, positions
+from stream.source.consumer import consumer_config, describe_partitions, is_error, partition_set, partition_set_of
 
 log = logging.getLogger(__name__)
 # How long a full read-ahead waits for the batch in flight before pausing the partitions (a
@@ -163,7 +163,7 @@ class KafkaSource:
         """
         deadline = time.monotonic() + self._settings.session_timeout_ms / 1000
         while True:
-            assigned = positions(self.consumer.assignment())
+            assigned = partition_set(self.consumer.assignment())
             offsets = [p for p in batch.next_offsets() if (p.topic, p.partition) in assigned]
             try:
                 if offsets:
@@ -187,7 +187,7 @@ class KafkaSource:
         offset would win over an earlier one's, and the records between them would be skipped.
         """
         together = MicroBatch([message for batch in batches for message in batch.messages])
-        rewound = partitions_of(together.messages)
+        rewound = partition_set_of(together.messages)
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in rewound]
         for position in self._committed_or(together.first_offsets()):
             try:
@@ -277,7 +277,7 @@ class KafkaSource:
                 if message is not None and not is_error(message):
                     self._keep([message])
         finally:
-            assigned = positions(consumer.assignment())
+            assigned = partition_set(consumer.assignment())
             consumer.resume([p for p in paused if (p.topic, p.partition) in assigned])
 
     def _refresh_group_metadata(self, consumer: Consumer) -> None:
@@ -291,7 +291,7 @@ class KafkaSource:
             # (a batch was in flight) would come back paused, and never be read again.
             consumer.resume(partitions)
         self._refresh_group_metadata(consumer)
-        log.info("assigned %s", describe(partitions))
+        log.info("assigned %s", describe_partitions(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the batches in flight finish (and commit) before their partitions move."""
@@ -300,7 +300,7 @@ class KafkaSource:
         delivered: list[MicroBatch] = []
         for batch, done in self._in_flight():
             if not done.done():
-                log.info("waiting for the batches in flight before giving up %s", describe(partitions))
+                log.info("waiting for the batches in flight before giving up %s", describe_partitions(partitions))
             try:
                 done.result()
             except Exception as exc:  # noqa: BLE001 - the consume loop reports it; here it only must not escape
@@ -308,9 +308,9 @@ class KafkaSource:
                 break  # no later batch was delivered
             delivered.append(batch)
         self._commit_revoked(consumer, partitions, delivered)
-        revoked = positions(partitions)
+        revoked = partition_set(partitions)
         self._strays = [m for m in self._strays if (m.topic(), m.partition()) not in revoked]
-        log.info("revoked %s", describe(partitions))
+        log.info("revoked %s", describe_partitions(partitions))
 
     def _commit_revoked(
         self, consumer: Consumer, partitions: list[TopicPartition], delivered: Iterable[MicroBatch]
@@ -319,7 +319,7 @@ class KafkaSource:
         before their new owner reads the committed offsets (exactly-once: the transactions did)."""
         if self._settings.guarantee != "at-least-once":
             return
-        revoked = positions(partitions)
+        revoked = partition_set(partitions)
         latest: dict[tuple[str, int], TopicPartition] = {}
         for batch in delivered:  # oldest first: a later batch's offset wins
             latest |= {(p.topic, p.partition): p for p in batch.next_offsets() if (p.topic, p.partition) in revoked}

@@ -4,12 +4,14 @@ that it never fails the benchmark."""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
 
+from stream import bench_gpus
 from stream.bench_gpus import GpuSampler, GpuSamples, reason_names
 
 
@@ -94,6 +96,24 @@ def test_a_gpu_lost_mid_run_ends_the_sampling_not_the_run(caplog: pytest.LogCapt
     lines = _sample(GpuSampler(nvml), nvml, calls=4)
     assert len(lines) == 2 and nvml.initialised == 0
     assert "GPU sampling stopped: RuntimeError: GPU is lost" in caplog.text
+
+
+def test_a_sampler_hung_in_an_nvml_call_reports_nothing_and_lets_the_run_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+
+    class Hanging(FakeNvml):
+        def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
+            release.wait(30)  # a GPU that stopped answering, halfway through a sample
+            return 345
+
+    monkeypatch.setattr(bench_gpus, "JOIN_TIMEOUT_S", 0.05)
+    nvml = Hanging()
+    try:
+        assert _sample(GpuSampler(nvml), nvml, calls=1) == ()
+    finally:
+        release.set()
 
 
 def test_without_nvml_nothing_is_sampled_and_nothing_fails() -> None:

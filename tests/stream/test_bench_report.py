@@ -64,3 +64,9 @@ def test_the_backlogs_course_is_a_line_of_rates() -> None:
     text = format_table(replace(RESULT, backlog_progress=course))
     assert "  course            0.0-1.0 s: read 150k/s, predicted 100k + 90k/s" in text.splitlines()
     assert "  course            not sampled" in format_table(RESULT).splitlines()
+
+
+def test_the_replicas_gpus_get_a_line_when_they_were_shared_out() -> None:
+    text = format_table(replace(RESULT, replicas=2, replica_gpus=("0", "1")))
+    assert "  replicas' GPUs    0 / 1" in text.splitlines()
+    assert "replicas' GPUs" not in format_table(RESULT)

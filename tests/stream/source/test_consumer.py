@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import Consumer
 
 from stream.settings import ServeSettings
 from stream.source.consumer import FETCH_QUEUE_BACKOFF_MS, consumer_config
+
+pytestmark = pytest.mark.kafka
 
 
 def test_a_full_prefetch_queue_backs_off_briefly_not_for_librdkafkas_default_second(kafka_bootstrap: str) -> None:
