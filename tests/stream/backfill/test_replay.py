@@ -30,6 +30,9 @@ from tests.stream.backfill.conftest import Trained
 pytestmark = pytest.mark.kafka
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+# Records timed at BASE_MS are older than the broker's default retention (7 days): without this,
+# its retention check (every 5 minutes) may delete them while a test reads them.
+KEPT = {"retention.ms": "-1"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def test_an_offset_range_is_replayed_exactly_and_no_group_offsets_move(
     bad_value: bytes,
     reason: str,
 ) -> None:
-    topics = {"in": new_topic("in", 2), "out": new_topic("out", 2), "dlq": new_topic("dlq")}
+    topics = {"in": new_topic("in", 2, KEPT), "out": new_topic("out", 2), "dlq": new_topic("dlq")}
     plan: dict[int, list[tuple[int, bytes | None]]] = {
         0: [(BASE_MS + i, None) for i in range(40)],
         1: [(BASE_MS + i, bad_value if i == 12 else None) for i in range(30)],
@@ -158,7 +161,7 @@ def test_an_offset_range_is_replayed_exactly_and_no_group_offsets_move(
 def test_a_time_range_reads_records_timed_within_it_and_stops_on_its_own(
     kafka_bootstrap: str, new_topic: Callable[..., str], trained: Trained, dask_client: Client
 ) -> None:
-    topics = {"in": new_topic("in", 3), "out": new_topic("out")}
+    topics = {"in": new_topic("in", 3, KEPT), "out": new_topic("out")}
     plan: dict[int, list[tuple[int, bytes | None]]] = {
         0: [(BASE_MS + 1000 * i, b"" if i == 8 else None) for i in range(20)],
         1: [(BASE_MS - 100_000 + i, None) for i in range(10)],  # all before the range
@@ -194,7 +197,7 @@ def test_the_replay_command_ends_at_once_on_an_empty_range(
     dask_client: Client,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    topics = {"in": new_topic("in", 2), "out": new_topic("out")}
+    topics = {"in": new_topic("in", 2, KEPT), "out": new_topic("out")}
     _produce(kafka_bootstrap, topics["in"], {0: [(BASE_MS, None)] * 3})
     parser = argparse.ArgumentParser(prog="knnstream")
     add_backfill_parsers(parser.add_subparsers(dest="command", required=True))
