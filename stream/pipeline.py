@@ -7,7 +7,7 @@ previous one is produced: preparing runs on one thread and delivering on another
 batches in the order they were consumed, and offsets are committed from the consumer's thread,
 batch after batch in that same order, each only once its batch is delivered. How a batch is
 completed (after acknowledgements, or in a transaction) is the batch completer's business
-(:mod:`stream.sink.commit`).
+(:mod:`stream.sink.commit`); what each stage does to a batch, :mod:`stream.pipeline_batch`'s.
 
 With the Dask workers producing (``produce_lines``), "predict" sends a batch's clean parts to the
 workers, which score and produce them and return once the broker acknowledged; "deliver" waits
@@ -30,30 +30,24 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import pyarrow as pa
 from streamz import Stream
 
-from stream.backend import to_host_numpy
 from stream.batching.microbatch import MicroBatch
 from stream.metrics import WorkerMetrics
+from stream.pipeline_batch import BatchStages
 from stream.pipeline_stages import (
     BatchFailedError,
     BatchJob,
     BatchRefusedError,
-    DecodedStage,
     EncodedStage,
     PipelineConfig,
-    PredictedStage,
     PredictLines,
     ProduceLines,
     Wait,
 )
 from stream.predict.distributed import Prediction
 from stream.sink.commit import BatchCompleter, ProducerFencedError
-from stream.sink.encode import encode_dead_letters, encode_scored
 from stream.source.breaker import BadRecordBreaker, CircuitOpenError
-from stream.source.decode import DeadLetter, DecodedBatch
-from stream.source.formats import decode_batch_as, looks_clean
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +68,16 @@ class Pipeline:
         produce_lines: ProduceLines | None = None,
     ) -> None:
         self._config = config
-        self._predict_frame = predict_frame
-        self._predict_lines = predict_lines
-        self._produce_lines = produce_lines
         self._completer = completer
         self._rewind = rewind
-        self._breaker = breaker
         self._metrics = metrics
-        self._on_prediction = on_prediction
         self._failures_in_a_row = 0
+        stages = BatchStages(config, predict_frame, breaker, metrics, on_prediction, predict_lines, produce_lines)
         self._prepare = Stream()
-        self._prepare.map(self._decode).map(self._predict).map(self._encode).sink(self._prepared)
+        self._prepare.map(stages.decode).map(stages.predict).map(stages.encode).sink(self._prepared)
         self._last_prepared: EncodedStage | None = None  # the prepare graph's output, on its thread
         self._deliver = Stream()
-        self._deliver.map(self._finish_produced).sink(self._deliver_encoded)
+        self._deliver.map(stages.finish_produced).sink(self._deliver_encoded)
         self._last_delivered: EncodedStage | None = None  # the deliver graph's output, on its thread
         self._preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         self._delivering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
@@ -189,83 +179,6 @@ class Pipeline:
         assert stage is not None
         return stage
 
-    def _decode(self, batch: MicroBatch) -> DecodedStage:
-        """Clean-looking values (and their keys) go to the workers to be parsed there; others are
-        decoded here, record by record where needed."""
-        self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
-        self._metrics.batch_size.observe(len(batch))
-        config = self._config
-        if self._predict_lines is not None or self._produce_lines is not None:
-            values = [message.value() for message in batch.messages]
-            keys = [message.key() for message in batch.messages]
-            if looks_clean(config.input_format, values, keys, config.max_record_bytes, config.n_features):
-                return DecodedStage(batch, values, None, keys)
-            self._metrics.decoded_on_driver.labels(config.input_topic, "batch_not_clean").inc(len(batch))
-        return DecodedStage(batch, None, self._decode_here(batch.messages))
-
-    def _decode_here(self, messages: Sequence[Any]) -> DecodedBatch:
-        config = self._config
-        decoded = decode_batch_as(config.input_format, messages, config.n_features, config.max_record_bytes)
-        bad = {id(letter.message) for letter in decoded.dead_letters}
-        self._breaker.observe(id(message) in bad for message in messages)
-        for dead in decoded.dead_letters:
-            message = dead.message
-            log.warning(
-                "dead-lettering topic=%s partition=%d offset=%d: %s",
-                message.topic(),
-                message.partition(),
-                message.offset(),
-                dead.error_message,
-            )
-        return decoded
-
-    def _predict(self, stage: DecodedStage) -> PredictedStage:
-        started = time.perf_counter()
-        batch = stage.batch
-        keys = stage.keys or []  # set whenever there are raw values (DecodedStage checks)
-        if stage.values is not None and self._produce_lines is not None:
-            produced = self._produce_lines(stage.values, keys, self._config.n_features, self._config.output_topic)
-            empty = to_host_numpy([])
-            return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", [], produced)
-        if stage.values is not None and self._predict_lines is not None:
-            scored = self._predict_lines(stage.values, keys, self._config.n_features)
-            if scored is not None:
-                self._breaker.observe_clean(len(batch))
-                ids, prediction = scored
-                return self._predicted(batch, batch.messages, ids, prediction, [], started)
-            self._metrics.decoded_on_driver.labels(self._config.input_topic, "part_refused").inc(len(batch))
-        decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
-        if len(decoded.ids) == 0:
-            empty = to_host_numpy([])
-            return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", decoded.dead_letters)
-        prediction = self._predict_frame(decoded.features)
-        ids = pa.array(decoded.ids, pa.string())
-        return self._predicted(batch, decoded.messages, ids, prediction, decoded.dead_letters, started)
-
-    def _predicted(
-        self,
-        batch: MicroBatch,
-        scored: Sequence[Any],
-        ids: pa.Array,
-        prediction: Prediction,
-        dead_letters: Sequence[DeadLetter],
-        started: float,
-    ) -> PredictedStage:
-        self._metrics.predict_time.observe(time.perf_counter() - started)
-        self._on_prediction(prediction)
-        frame = prediction.frame
-        predictions, distances = frame["prediction"].to_numpy(), frame["distance"].to_numpy()
-        return PredictedStage(batch, scored, ids, predictions, distances, prediction.version, dead_letters)
-
-    def _encode(self, stage: PredictedStage) -> EncodedStage:
-        if stage.produced is not None:
-            return EncodedStage(stage.batch, [], 0, [], stage.produced)
-        records = encode_scored(
-            stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self._config.output_topic
-        )
-        records += encode_dead_letters(stage.dead_letters, self._config.dlq_topic, self._config.max_record_bytes)
-        return EncodedStage(stage.batch, records, len(stage.scored), stage.dead_letters)
-
     def _prepared(self, stage: EncodedStage) -> None:
         self._last_prepared = stage
 
@@ -284,31 +197,6 @@ class Pipeline:
             job.done.set_exception(exc)
         else:
             job.done.set_result(delivered)
-
-    def _finish_produced(self, stage: EncodedStage) -> EncodedStage:
-        """Wait for the parts the workers scored and produced; decode, predict and encode here
-        the parts that were not clean (their bad records go to the dead-letter topic)."""
-        produced = stage.produced
-        if produced is None:
-            return stage
-        outcome = produced.outcome()
-        self._metrics.predict_time.observe(produced.elapsed_s())
-        scored_there = [part for part in outcome if part is not None]
-        if scored_there:
-            self._on_prediction(produced.prediction(scored_there))
-        messages = stage.batch.messages
-        left = [
-            message
-            for (start, stop), part in zip(produced.bounds, outcome, strict=True)
-            if part is None
-            for message in messages[start:stop]
-        ]
-        self._breaker.observe_clean(len(messages) - len(left))
-        if not left:
-            return EncodedStage(stage.batch, [], len(messages), [])
-        self._metrics.decoded_on_driver.labels(self._config.input_topic, "part_refused").inc(len(left))
-        here = self._encode(self._predict(DecodedStage(stage.batch, None, self._decode_here(left))))
-        return EncodedStage(stage.batch, here.records, here.scored + len(messages) - len(left), here.dead_letters)
 
     def _deliver_encoded(self, stage: EncodedStage) -> None:
         self._completer.deliver(stage.batch, stage.records)
