@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -40,47 +41,38 @@ from stream.source.formats import decode_batch_as, looks_clean
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
 class BatchStages:
     """The stages of a batch, as functions of their input; the bad-record breaker and the metrics
     see every batch go by."""
 
-    def __init__(
-        self,
-        config: PipelineConfig,
-        predict_frame: Callable[[Any], Prediction],
-        breaker: BadRecordBreaker,
-        metrics: WorkerMetrics,
-        on_prediction: Callable[[Prediction], None],
-        predict_lines: PredictLines | None,
-        produce_lines: ProduceLines | None,
-    ) -> None:
-        self._config = config
-        self._predict_frame = predict_frame
-        self._breaker = breaker
-        self._metrics = metrics
-        self._on_prediction = on_prediction
-        self._predict_lines = predict_lines
-        self._produce_lines = produce_lines
+    config: PipelineConfig
+    predict_frame: Callable[[Any], Prediction]
+    breaker: BadRecordBreaker
+    metrics: WorkerMetrics
+    on_prediction: Callable[[Prediction], None]
+    predict_lines: PredictLines | None
+    produce_lines: ProduceLines | None
 
     def decode(self, batch: MicroBatch) -> DecodedStage:
         """Clean-looking values (and their keys) go to the workers to be parsed there; others are
         decoded here, record by record where needed."""
-        self._metrics.consumed.labels(self._config.input_topic).inc(len(batch))
-        self._metrics.batch_size.observe(len(batch))
-        config = self._config
-        if self._predict_lines is not None or self._produce_lines is not None:
+        self.metrics.consumed.labels(self.config.input_topic).inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        config = self.config
+        if self.predict_lines is not None or self.produce_lines is not None:
             values = [message.value() for message in batch.messages]
             keys = [message.key() for message in batch.messages]
             if looks_clean(config.input_format, values, keys, config.max_record_bytes, config.n_features):
                 return DecodedStage(batch, values, None, keys)
-            self._metrics.decoded_on_driver.labels(config.input_topic, "batch_not_clean").inc(len(batch))
+            self.metrics.decoded_on_driver.labels(config.input_topic, "batch_not_clean").inc(len(batch))
         return DecodedStage(batch, None, self._decode_here(batch.messages))
 
     def _decode_here(self, messages: Sequence[Any]) -> DecodedBatch:
-        config = self._config
+        config = self.config
         decoded = decode_batch_as(config.input_format, messages, config.n_features, config.max_record_bytes)
         bad = {id(letter.message) for letter in decoded.dead_letters}
-        self._breaker.observe(id(message) in bad for message in messages)
+        self.breaker.observe(id(message) in bad for message in messages)
         for dead in decoded.dead_letters:
             message = dead.message
             log.warning(
@@ -96,22 +88,22 @@ class BatchStages:
         started = time.perf_counter()
         batch = stage.batch
         keys = stage.keys or []  # set whenever there are raw values (DecodedStage checks)
-        if stage.values is not None and self._produce_lines is not None:
-            produced = self._produce_lines(stage.values, keys, self._config.n_features, self._config.output_topic)
+        if stage.values is not None and self.produce_lines is not None:
+            produced = self.produce_lines(stage.values, keys, self.config.n_features, self.config.output_topic)
             empty = to_host_numpy([])
             return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", [], produced)
-        if stage.values is not None and self._predict_lines is not None:
-            scored = self._predict_lines(stage.values, keys, self._config.n_features)
+        if stage.values is not None and self.predict_lines is not None:
+            scored = self.predict_lines(stage.values, keys, self.config.n_features)
             if scored is not None:
-                self._breaker.observe_clean(len(batch))
+                self.breaker.observe_clean(len(batch))
                 ids, prediction = scored
                 return self._predicted(batch, batch.messages, ids, prediction, [], started)
-            self._metrics.decoded_on_driver.labels(self._config.input_topic, "part_refused").inc(len(batch))
+            self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(batch))
         decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
         if len(decoded.ids) == 0:
             empty = to_host_numpy([])
             return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", decoded.dead_letters)
-        prediction = self._predict_frame(decoded.features)
+        prediction = self.predict_frame(decoded.features)
         ids = pa.array(decoded.ids, pa.string())
         return self._predicted(batch, decoded.messages, ids, prediction, decoded.dead_letters, started)
 
@@ -124,8 +116,8 @@ class BatchStages:
         dead_letters: Sequence[DeadLetter],
         started: float,
     ) -> PredictedStage:
-        self._metrics.predict_time.observe(time.perf_counter() - started)
-        self._on_prediction(prediction)
+        self.metrics.predict_time.observe(time.perf_counter() - started)
+        self.on_prediction(prediction)
         frame = prediction.frame
         predictions, distances = frame["prediction"].to_numpy(), frame["distance"].to_numpy()
         return PredictedStage(batch, scored, ids, predictions, distances, prediction.version, dead_letters)
@@ -134,9 +126,9 @@ class BatchStages:
         if stage.produced is not None:
             return EncodedStage(stage.batch, [], 0, [], stage.produced)
         records = encode_scored(
-            stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self._config.output_topic
+            stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self.config.output_topic
         )
-        records += encode_dead_letters(stage.dead_letters, self._config.dlq_topic, self._config.max_record_bytes)
+        records += encode_dead_letters(stage.dead_letters, self.config.dlq_topic, self.config.max_record_bytes)
         return EncodedStage(stage.batch, records, len(stage.scored), stage.dead_letters)
 
     def finish_produced(self, stage: EncodedStage) -> EncodedStage:
@@ -146,10 +138,10 @@ class BatchStages:
         if produced is None:
             return stage
         outcome = produced.outcome()
-        self._metrics.predict_time.observe(produced.elapsed_s())
+        self.metrics.predict_time.observe(produced.elapsed_s())
         scored_there = [part for part in outcome if part is not None]
         if scored_there:
-            self._on_prediction(produced.prediction(scored_there))
+            self.on_prediction(produced.prediction(scored_there))
         messages = stage.batch.messages
         left = [
             message
@@ -157,9 +149,9 @@ class BatchStages:
             if part is None
             for message in messages[start:stop]
         ]
-        self._breaker.observe_clean(len(messages) - len(left))
+        self.breaker.observe_clean(len(messages) - len(left))
         if not left:
             return EncodedStage(stage.batch, [], len(messages), [])
-        self._metrics.decoded_on_driver.labels(self._config.input_topic, "part_refused").inc(len(left))
+        self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(left))
         here = self.encode(self.predict(DecodedStage(stage.batch, None, self._decode_here(left))))
         return EncodedStage(stage.batch, here.records, here.scored + len(messages) - len(left), here.dead_letters)
