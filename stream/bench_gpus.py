@@ -94,9 +94,7 @@ class GpuSampler:
 
     def stop(self) -> tuple[str, ...]:
         """Stop sampling; a line per GPU (none when nothing was sampled)."""
-        if not self._sampling.started:
-            return ()
-        if not self._sampling.stop():  # hung in an NVML call, maybe halfway through a sample
+        if not self._sampling.stop():  # never started, or hung in an NVML call halfway through a sample
             return ()
         return tuple(samples.describe() for samples in self._samples)
 

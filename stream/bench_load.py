@@ -28,8 +28,8 @@ def bench_records(features: int, prefix: str, count: int) -> list[FeatureRecord]
 def reader_config(bootstrap: str) -> dict[str, str | int | bool]:
     """The output topic's reader: a group of its own, from the start. It reads predictions as
     fast as two GPUs make them, so it must not wait out librdkafka's default second each time its
-    prefetch queue fills, as the worker's consumer does not (with that second, the eighth round's
-    benchmark read 2M predictions for 4.6 s after the last was made)."""
+    prefetch queue fills, as the worker's consumer does not (with that second, a benchmark of two
+    replicas on two GPUs went on reading 2M predictions for 4.6 s after the last was made)."""
     return {
         "bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex}",
         "auto.offset.reset": "earliest", "enable.auto.commit": False,

@@ -151,7 +151,7 @@ class KafkaSource:
                 self._refresh_group_metadata(consumer)
         finally:
             if paused:
-                still_assigned = {(p.topic, p.partition) for p in consumer.assignment()}
+                still_assigned = partition_set(consumer.assignment())
                 consumer.resume([p for p in paused if (p.topic, p.partition) in still_assigned])
 
     def commit(self, batch: MicroBatch) -> None:
@@ -254,7 +254,7 @@ class KafkaSource:
         return [message for message in messages if message.error() is None or not is_error(message)]
 
     def _owned(self, messages: Sequence[Any]) -> list[Any]:
-        assigned = {(p.topic, p.partition) for p in self.consumer.assignment()}
+        assigned = partition_set(self.consumer.assignment())
         owned = [m for m in messages if (m.topic(), m.partition()) in assigned]
         if len(owned) < len(messages):
             log.info("dropped %d records of partitions revoked while the batch was filling", len(messages) - len(owned))
