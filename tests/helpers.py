@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import Consumer
 
+from stream.demo.local_worker import wait_worker_healthy
 from stream.errors import KnnStreamError
-from stream.local_worker import wait_worker_healthy
 
 N_FEATURES = 6
 

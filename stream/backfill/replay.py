@@ -25,11 +25,11 @@ from stream.backfill.ranges import PartitionRange, resolve_ranges
 from stream.backfill.reader import RangeReader
 from stream.backfill.settings import ReplaySettings
 from stream.predict.distributed import DaskPredictor
+from stream.records.decode import DecodedBatch
+from stream.records.encode import OutboundRecord, encode_dead_letters, encode_predictions
+from stream.records.formats import decode_batch_as
 from stream.settings import KafkaSettings, ServeSettings
-from stream.sink.encode import OutboundRecord, encode_dead_letters, encode_predictions
 from stream.sink.kafka import KafkaSink
-from stream.source.decode import DecodedBatch
-from stream.source.formats import decode_batch_as
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from stream.worker import serve
+    from stream.serve.worker import serve
 
     settings = build_settings(ServeSettings, args)
     serve(settings)
@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from stream.produce import run_produce
+    from stream.demo.produce import run_produce
 
     sent = run_produce(build_settings(ProduceSettings, args))
     print(f"sent {sent} records", file=sys.stderr)
@@ -45,14 +45,14 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from stream.demo import run_demo
+    from stream.demo.run import run_demo
 
     run_demo(build_settings(DemoSettings, args))
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from stream.bench import run_bench
+    from stream.bench.run import run_bench
 
     run_bench(build_settings(BenchSettings, args))
     return 0

@@ -16,10 +16,10 @@ from distributed import Client
 
 from stream.backend import Backend
 from stream.errors import KnnStreamError
-from stream.predict.lines import ScoredLines, score_and_produce_on_worker, score_lines_on_worker
 from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
+from stream.predict.tasks import ScoredLines, score_lines_on_worker
+from stream.records.formats import joined
 from stream.settings import InputFormat
-from stream.source.formats import joined
 
 log = logging.getLogger(__name__)
 WORKER_COUNT_TTL_S = 5.0
@@ -136,13 +136,19 @@ class DaskPredictor:
         return ids, _combine([(part.predicted, part.shadow) for part in scored], version, shadow_version)
 
     def produce_lines(
-        self, values: list[bytes], keys: list[bytes | None], n_features: int, output_topic: str
+        self,
+        values: list[bytes],
+        keys: list[bytes | None],
+        n_features: int,
+        output_topic: str,
+        task: Callable[..., ScoredLines | None],
     ) -> ProducedParts:
-        """Score raw records (values and keys in step) on the workers, which also produce the
-        predictions (:mod:`stream.sink.workers`); returns at once, before the workers are done."""
+        """Score raw records (values and keys in step) on the workers with ``task``, which also
+        produces the predictions there (the sink's, :func:`stream.sink.workers.score_and_produce_on_worker`);
+        returns at once, before the workers are done."""
         version, shadow_version = self._versions()
         extra = (version, shadow_version, output_topic, self._input_format)
-        bounds, futures = self._submit_parts(score_and_produce_on_worker, values, keys, n_features, *extra)
+        bounds, futures = self._submit_parts(task, values, keys, n_features, *extra)
         return ProducedParts(self._client, bounds, futures, version, shadow_version)
 
     def _versions(self) -> tuple[str, str | None]:

@@ -135,7 +135,7 @@ def predict_on_worker(features: Any, version: str, shadow_version: str | None = 
     """Dask task: predict one partition of rows with ``version`` (and ``shadow_version``).
 
     ``features`` are host rows sent by the driver (only host arrays cross the network), or a
-    matrix parsed on this worker (:mod:`stream.predict.lines`, a CuPy matrix on a GPU worker).
+    matrix parsed on this worker (:mod:`stream.predict.tasks`, a CuPy matrix on a GPU worker).
     Returns a pandas frame of ``prediction`` and ``distance``, and the shadow's predictions as
     an array (or ``None``).
     """

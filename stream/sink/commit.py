@@ -33,7 +33,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from stream.batching.microbatch import MicroBatch
 from stream.errors import DeliveryError, KnnStreamError
-from stream.sink.encode import OutboundRecord
+from stream.records.encode import OutboundRecord
 from stream.sink.kafka import KafkaSink, produce_record
 
 log = logging.getLogger(__name__)

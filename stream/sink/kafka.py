@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from stream.errors import DeliveryError, KafkaSetupError
+from stream.records.encode import OutboundRecord
 from stream.settings import ServeSettings
-from stream.sink.encode import OutboundRecord
 
 log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce takes

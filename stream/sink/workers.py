@@ -21,8 +21,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
 from distributed import WorkerPlugin, get_worker
 
+from stream.predict.tasks import ScoredLines, score_lines_on_worker
+from stream.records.encode import encode_values, prediction_headers
+from stream.settings import InputFormat
 from stream.sink.kafka import KafkaSink
 
 PLUGIN_NAME = "knnstream-producer"
@@ -71,3 +75,28 @@ def worker_producer(worker: Any = None) -> ProducerPlugin:
     if not isinstance(plugin, ProducerPlugin):
         raise RuntimeError("this Dask worker holds no knnstream producer (--produce-on workers)")
     return plugin
+
+
+def score_and_produce_on_worker(
+    payload: bytes,
+    keys: pa.Array,
+    n_features: int,
+    version: str,
+    shadow_version: str | None,
+    output_topic: str,
+    input_format: InputFormat = "json",
+) -> ScoredLines | None:
+    """Dask task: :func:`score_lines_on_worker`, then produce one prediction per record (keyed
+    like its input record: ``keys`` is an Arrow binary array) with this worker's producer, and
+    return once the broker has them.
+
+    ``None`` (nothing produced) when a record is not clean. The returned results carry no ids:
+    only the predictions travel back, for the driver's shadow comparison.
+    """
+    scored = score_lines_on_worker(payload, keys, n_features, version, shadow_version, input_format)
+    if scored is None:
+        return None
+    predicted = scored.predicted
+    values = encode_values(scored.ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), version)
+    worker_producer().deliver(output_topic, keys.to_pylist(), values, prediction_headers(version))
+    return ScoredLines(pa.array([], pa.string()), predicted, scored.shadow)

@@ -93,7 +93,7 @@ class KafkaSource:
         """The next micro-batch, or ``None`` when no record came within ``idle_wait_s``.
 
         ``between_polls`` runs on this thread between the polls of the batch's wait (committing
-        the batches delivered meanwhile, :meth:`~stream.pipeline.Pipeline.commit_delivered`).
+        the batches delivered meanwhile, :meth:`~stream.serve.pipeline.Pipeline.commit_delivered`).
         """
         if not self._subscribed:
             self.consumer.subscribe([self._settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)

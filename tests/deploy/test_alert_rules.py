@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.metrics import LATENCY_BUCKETS, LATENCY_SLO_S
+from stream.serve.metrics import LATENCY_BUCKETS, LATENCY_SLO_S
 from tests.deploy.support import DEPLOY, exported_metric_names, load_yaml, metric_names, require_binary
 
 RULES = DEPLOY / "prometheus" / "alerts.yml"

@@ -20,10 +20,10 @@ from stream.backfill.ranges import PartitionRange
 from stream.backfill.replay import run_replay
 from stream.backfill.settings import ReplaySettings
 from stream.cli.backfill import add_backfill_parsers
+from stream.demo.produce import FeatureRecord
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
-from stream.produce import FeatureRecord
+from stream.records.encode import MODEL_VERSION_HEADER
 from stream.settings import InputFormat
-from stream.sink.encode import MODEL_VERSION_HEADER
 from tests.helpers import blobs, consume_until, values
 from tests.stream.backfill.conftest import Trained
 

@@ -27,8 +27,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from model_store import Manifest, ManifestDraft, ModelStore
+from stream.demo.local_worker import wait_worker_healthy
 from stream.errors import KnnStreamError
-from stream.local_worker import wait_worker_healthy
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from tests.helpers import N_FEATURES, blobs, free_port, read_output, start_worker
 

@@ -1,7 +1,7 @@
 """Promise 11: bad configuration fails at start with one clear message and a non-zero exit, no
 traceback, and no half-started worker (no Dask cluster, no process left behind).
 
-tests/stream/test_worker.py::test_bad_configuration_fails_at_start_with_one_clear_line covers
+tests/stream/serve/test_worker.py::test_bad_configuration_fails_at_start_with_one_clear_line covers
 the first four cases with a trained model; this adds the others and the half-start checks.
 """
 

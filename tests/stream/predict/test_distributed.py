@@ -18,10 +18,10 @@ from distributed import Client
 from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor, parts_per_batch
-from stream.predict.lines import score_lines_on_worker
 from stream.predict.plugin import ModelPlugin
+from stream.predict.tasks import score_lines_on_worker
 from stream.settings import TrainSettings
-from stream.sink.workers import ProducerPlugin
+from stream.sink.workers import ProducerPlugin, score_and_produce_on_worker
 from stream.train.job import train
 from tests.helpers import N_FEATURES, blobs, consume_until, write_history
 
@@ -45,7 +45,8 @@ def test_workers_produce_the_clean_parts_and_hand_back_the_others(
         rows = blobs(60, seed=5)[0].astype(np.float32)
         expected = predictor.predict(rows).frame["prediction"].to_numpy()
 
-        clean = predictor.produce_lines(_lines("a", rows), [f"a{i}".encode() for i in range(60)], N_FEATURES, topic)
+        keys_a = [f"a{i}".encode() for i in range(60)]
+        clean = predictor.produce_lines(_lines("a", rows), keys_a, N_FEATURES, topic, task=score_and_produce_on_worker)
         outcome = clean.outcome()
         assert all(part is not None for part in outcome)
         produced_a = [part for part in outcome if part is not None]
@@ -53,7 +54,8 @@ def test_workers_produce_the_clean_parts_and_hand_back_the_others(
 
         values = _lines("b", rows)
         values[-1] = b'{"id": "b59", "features": [1.0]}'  # the last part is not clean
-        mixed = predictor.produce_lines(values, [f"b{i}".encode() for i in range(60)], N_FEATURES, topic)
+        keys_b = [f"b{i}".encode() for i in range(60)]
+        mixed = predictor.produce_lines(values, keys_b, N_FEATURES, topic, task=score_and_produce_on_worker)
         answers = mixed.outcome()
         assert answers[-1] is None and all(part is not None for part in answers[:-1])
         produced_b = sum(stop - start for (start, stop), part in zip(mixed.bounds, answers, strict=True) if part)

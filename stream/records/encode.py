@@ -1,0 +1,127 @@
+"""Output records: one prediction per scored record, one dead letter per bad record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stream.records.decode import DeadLetter, DecodedBatch
+
+MODEL_VERSION_HEADER = "knnstream.model.version"
+_NEEDS_ESCAPING = r'["\\\x00-\x1f\x7f-\x{10ffff}]'  # JSON escapes, and non-ASCII kept ASCII-safe
+
+
+class OutboundRecord(NamedTuple):
+    """One record to produce, with the position of the input record it answers (a tuple:
+    a batch makes tens of thousands of them)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]]
+    source: Any  # the input message
+
+
+def encode_predictions(
+    decoded: DecodedBatch,
+    predictions: np.ndarray,
+    distances: np.ndarray,
+    model_version: str,
+    output_topic: str,
+) -> list[OutboundRecord]:
+    """JSON ``{"id", "prediction", "model_version", "distance"}`` keyed like the input record."""
+    return encode_scored(
+        decoded.messages, pa.array(decoded.ids, pa.string()), predictions, distances, model_version, output_topic
+    )
+
+
+def encode_scored(
+    messages: Sequence[Any],
+    ids: pa.Array,
+    predictions: np.ndarray,
+    distances: np.ndarray,
+    model_version: str,
+    output_topic: str,
+) -> list[OutboundRecord]:
+    """One prediction record per message (row i answers ``messages[i]``), keyed like it."""
+    headers = prediction_headers(model_version)
+    values = encode_values(ids, predictions, distances, model_version)
+    return [
+        OutboundRecord(output_topic, message.key(), value, headers, message)
+        for message, value in zip(messages, values, strict=True)
+    ]
+
+
+def prediction_headers(model_version: str) -> tuple[tuple[str, bytes], ...]:
+    return ((MODEL_VERSION_HEADER, model_version.encode()),)
+
+
+def encode_values(ids: pa.Array, predictions: np.ndarray, distances: np.ndarray, model_version: str) -> list[bytes]:
+    """The JSON value of each prediction, assembled column-wise by Arrow (the hot path of the
+    worker): quoted ids, predictions and distances as JSON text, joined with the constant parts."""
+    values = pc.binary_join_element_wise(
+        '{"id": ',
+        _json_strings(ids.cast(pa.string())),
+        ', "prediction": ',
+        _json_values(predictions),
+        f', "model_version": {json.dumps(model_version)}, "distance": ',
+        _json_values(distances),
+        "}",
+        "",
+    )
+    values_as_bytes: list[bytes] = values.cast(pa.binary()).to_pylist()
+    return values_as_bytes
+
+
+def _json_strings(strings: pa.Array) -> pa.Array:
+    """Each string as a JSON string; only one that needs escaping pays for ``json.dumps``."""
+    if not pc.any(pc.match_substring_regex(strings, _NEEDS_ESCAPING)).as_py():
+        return pc.binary_join_element_wise('"', strings, '"', "")
+    return pa.array([json.dumps(value) for value in strings.to_pylist()], pa.string())
+
+
+def _json_values(values: np.ndarray) -> pa.Array:
+    """Numbers as JSON numbers (non-finite ones as ``null``), anything else as JSON strings."""
+    if values.dtype.kind in "iub":
+        return pc.cast(pa.array(values.astype(np.int64)), pa.string())
+    if values.dtype.kind == "f":
+        numbers = pa.array(values.astype(np.float64))
+        text = pc.cast(numbers, pa.string())
+        return pc.if_else(pc.is_finite(numbers), text, pa.scalar("null"))
+    return pa.array([json.dumps(v.item() if isinstance(v, np.generic) else v) for v in values], pa.string())
+
+
+def encode_dead_letters(
+    dead_letters: Sequence[DeadLetter], dlq_topic: str, max_value_bytes: int
+) -> list[OutboundRecord]:
+    """The original key and value, with headers naming the source position and the error.
+
+    A value longer than ``max_value_bytes`` (an oversized record) is cut to that length and
+    marked with a ``knnstream.value.truncated`` header.
+    """
+    records = []
+    for dead in dead_letters:
+        value = dead.message.value() or b""
+        headers = dead_letter_headers(dead)
+        if len(value) > max_value_bytes:
+            value = value[:max_value_bytes]
+            headers.append(("knnstream.value.truncated", b"true"))
+        records.append(OutboundRecord(dlq_topic, dead.message.key(), value, headers, dead.message))
+    return records
+
+
+def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
+    message = dead.message
+    return [
+        ("knnstream.source.topic", str(message.topic()).encode()),
+        ("knnstream.source.partition", str(message.partition()).encode()),
+        ("knnstream.source.offset", str(message.offset()).encode()),
+        ("knnstream.error.reason", dead.reason.encode()),
+        ("knnstream.error.class", dead.error_class.encode()),
+        ("knnstream.error.message", dead.error_message.encode()),
+    ]

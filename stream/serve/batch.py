@@ -1,0 +1,157 @@
+"""What happens to one micro-batch on its way, in the pipeline's stages
+(:mod:`stream.serve.pipeline` runs them in order and commits):
+
+    decode → predict → encode            (the preparing thread)
+    finish what the workers produced     (the delivering thread, before the delivery)
+
+A batch whose values all look clean goes to the Dask workers raw, to be parsed there; any other
+is decoded here, record by record, and its bad records become dead letters. With the workers
+producing (``produce_lines``), "predict" sends the clean parts to the workers, which score and
+produce them and return once the broker acknowledged; "finish" waits for them, then decodes,
+predicts and encodes here the parts the workers refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from stream.backend import to_host_numpy
+from stream.batching.microbatch import MicroBatch
+from stream.predict.distributed import Prediction
+from stream.records.decode import DeadLetter, DecodedBatch
+from stream.records.encode import encode_dead_letters, encode_scored
+from stream.records.formats import decode_batch_as, looks_clean
+from stream.serve.metrics import WorkerMetrics
+from stream.serve.stages import (
+    DecodedStage,
+    EncodedStage,
+    PipelineConfig,
+    PredictedStage,
+    PredictLines,
+    ProduceLines,
+)
+from stream.source.breaker import BadRecordBreaker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchStages:
+    """The stages of a batch, as functions of their input; the bad-record breaker and the metrics
+    see every batch go by."""
+
+    config: PipelineConfig
+    predict_frame: Callable[[Any], Prediction]
+    breaker: BadRecordBreaker
+    metrics: WorkerMetrics
+    on_prediction: Callable[[Prediction], None]
+    predict_lines: PredictLines | None
+    produce_lines: ProduceLines | None
+
+    def decode(self, batch: MicroBatch) -> DecodedStage:
+        """Clean-looking values (and their keys) go to the workers to be parsed there; others are
+        decoded here, record by record where needed."""
+        self.metrics.consumed.labels(self.config.input_topic).inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        config = self.config
+        if self.predict_lines is not None or self.produce_lines is not None:
+            values = [message.value() for message in batch.messages]
+            keys = [message.key() for message in batch.messages]
+            if looks_clean(config.input_format, values, keys, config.max_record_bytes, config.n_features):
+                return DecodedStage(batch, values, None, keys)
+            self.metrics.decoded_on_driver.labels(config.input_topic, "batch_not_clean").inc(len(batch))
+        return DecodedStage(batch, None, self._decode_here(batch.messages))
+
+    def _decode_here(self, messages: Sequence[Any]) -> DecodedBatch:
+        config = self.config
+        decoded = decode_batch_as(config.input_format, messages, config.n_features, config.max_record_bytes)
+        bad = {id(letter.message) for letter in decoded.dead_letters}
+        self.breaker.observe(id(message) in bad for message in messages)
+        for dead in decoded.dead_letters:
+            message = dead.message
+            log.warning(
+                "dead-lettering topic=%s partition=%d offset=%d: %s",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                dead.error_message,
+            )
+        return decoded
+
+    def predict(self, stage: DecodedStage) -> PredictedStage:
+        started = time.perf_counter()
+        batch = stage.batch
+        keys = stage.keys or []  # set whenever there are raw values (DecodedStage checks)
+        if stage.values is not None and self.produce_lines is not None:
+            produced = self.produce_lines(stage.values, keys, self.config.n_features, self.config.output_topic)
+            empty = to_host_numpy([])
+            return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", [], produced)
+        if stage.values is not None and self.predict_lines is not None:
+            scored = self.predict_lines(stage.values, keys, self.config.n_features)
+            if scored is not None:
+                self.breaker.observe_clean(len(batch))
+                ids, prediction = scored
+                return self._predicted(batch, batch.messages, ids, prediction, [], started)
+            self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(batch))
+        decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
+        if len(decoded.ids) == 0:
+            empty = to_host_numpy([])
+            return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", decoded.dead_letters)
+        prediction = self.predict_frame(decoded.features)
+        ids = pa.array(decoded.ids, pa.string())
+        return self._predicted(batch, decoded.messages, ids, prediction, decoded.dead_letters, started)
+
+    def _predicted(
+        self,
+        batch: MicroBatch,
+        scored: Sequence[Any],
+        ids: pa.Array,
+        prediction: Prediction,
+        dead_letters: Sequence[DeadLetter],
+        started: float,
+    ) -> PredictedStage:
+        self.metrics.predict_time.observe(time.perf_counter() - started)
+        self.on_prediction(prediction)
+        frame = prediction.frame
+        predictions, distances = frame["prediction"].to_numpy(), frame["distance"].to_numpy()
+        return PredictedStage(batch, scored, ids, predictions, distances, prediction.version, dead_letters)
+
+    def encode(self, stage: PredictedStage) -> EncodedStage:
+        if stage.produced is not None:
+            return EncodedStage(stage.batch, [], 0, [], stage.produced)
+        records = encode_scored(
+            stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self.config.output_topic
+        )
+        records += encode_dead_letters(stage.dead_letters, self.config.dlq_topic, self.config.max_record_bytes)
+        return EncodedStage(stage.batch, records, len(stage.scored), stage.dead_letters)
+
+    def finish_produced(self, stage: EncodedStage) -> EncodedStage:
+        """Wait for the parts the workers scored and produced; decode, predict and encode here
+        the parts that were not clean (their bad records go to the dead-letter topic)."""
+        produced = stage.produced
+        if produced is None:
+            return stage
+        outcome = produced.outcome()
+        self.metrics.predict_time.observe(produced.elapsed_s())
+        scored_there = [part for part in outcome if part is not None]
+        if scored_there:
+            self.on_prediction(produced.prediction(scored_there))
+        messages = stage.batch.messages
+        left = [
+            message
+            for (start, stop), part in zip(produced.bounds, outcome, strict=True)
+            if part is None
+            for message in messages[start:stop]
+        ]
+        self.breaker.observe_clean(len(messages) - len(left))
+        if not left:
+            return EncodedStage(stage.batch, [], len(messages), [])
+        self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(left))
+        here = self.encode(self.predict(DecodedStage(stage.batch, None, self._decode_here(left))))
+        return EncodedStage(stage.batch, here.records, here.scored + len(messages) - len(left), here.dead_letters)

@@ -1,0 +1,33 @@
+"""Prediction records: JSON values assembled column-wise, the same whatever Arrow string type."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from stream.records.encode import encode_scored
+from tests.fakes import FakeMessage
+
+
+@pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])  # cuDF hands out large strings
+@pytest.mark.parametrize(
+    "predictions",
+    [np.array([3, 0, 7]), np.array([0.5, 1.0, np.nan]), np.array(["a", "b", "é"], dtype=object)],
+    ids=["labels", "values", "names"],
+)
+def test_each_record_is_valid_json_keyed_like_its_input(string_type: pa.DataType, predictions: np.ndarray) -> None:
+    ids = ["plain", 'quo"te\\', "ünï\n"]
+    messages = [FakeMessage(b"{}", offset=i, key=f"k{i}".encode()) for i in range(3)]
+    distances = np.array([0.25, np.inf, 1e-7], dtype=np.float32)
+    records = encode_scored(messages, pa.array(ids, string_type), predictions, distances, "v1", "out")
+    documents = [json.loads(record.value) for record in records]
+    assert [record.key for record in records] == [b"k0", b"k1", b"k2"]
+    assert [document["id"] for document in documents] == ids
+    assert [document["model_version"] for document in documents] == ["v1"] * 3
+    assert [document["distance"] for document in documents] == [0.25, None, pytest.approx(1e-7)]
+    expected = [None if isinstance(p, float) and np.isnan(p) else p for p in predictions.tolist()]
+    assert [document["prediction"] for document in documents] == expected
+    assert all(record.headers == (("knnstream.model.version", b"v1"),) for record in records)

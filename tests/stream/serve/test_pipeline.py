@@ -1,0 +1,386 @@
+"""The pipeline's order with several batches in flight: deliveries and commits follow the
+consumption order, and a failed batch takes every later one back with it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from stream.batching.microbatch import MicroBatch
+from stream.predict.distributed import Prediction
+from stream.records.encode import OutboundRecord
+from stream.records.formats import joined
+from stream.serve.metrics import WorkerMetrics
+from stream.serve.pipeline import Pipeline, PipelineConfig
+from stream.serve.stages import BatchJob, EncodedStage
+from stream.settings import InputFormat
+from stream.source.breaker import BadRecordBreaker
+from tests.fakes import FakeMessage
+
+
+def _batch(first_offset: int, size: int = 3) -> MicroBatch:
+    offsets = range(first_offset, first_offset + size)
+    values = [json.dumps({"id": f"r{o}", "features": [float(o), 1.0]}).encode() for o in offsets]
+    return MicroBatch([FakeMessage(v, offset=o) for o, v in zip(offsets, values, strict=True)])
+
+
+class RecordingCompleter:
+    """Stands in for the Kafka completer: records what was delivered and committed, in order."""
+
+    def __init__(self) -> None:
+        self.delivered: list[int] = []
+        self.committed: list[int] = []
+
+    def start(self) -> None:
+        pass
+
+    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
+        self.delivered.append(batch.messages[0].offset())
+
+    def commit(self, batch: MicroBatch) -> None:
+        self.committed.append(batch.messages[0].offset())
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedModel:
+    """Predicts the first feature; the batch starting at ``fail_at`` fails, the one at
+    ``hold_at`` waits for ``release``."""
+
+    def __init__(self, fail_at: int | None = None, hold_at: int | None = None) -> None:
+        self.fail_at, self.hold_at = fail_at, hold_at
+        self.release = threading.Event()
+
+    def predict(self, features: np.ndarray) -> Prediction:
+        first = int(features[0, 0])
+        if first == self.hold_at:
+            assert self.release.wait(10)
+        if first == self.fail_at:
+            raise RuntimeError(f"predict failed at {first}")
+        frame = pd.DataFrame({"prediction": features[:, 0].astype(int), "distance": np.zeros(len(features))})
+        return Prediction("v1", frame)
+
+
+def _recording(rewound: list[int]) -> Callable[[Sequence[MicroBatch]], None]:
+    """A rewind that notes the first offset of each batch it is given."""
+    return lambda batches: rewound.extend(batch.messages[0].offset() for batch in batches)
+
+
+def _pipeline(model: ScriptedModel, completer: RecordingCompleter, rewound: list[int], depth: int) -> Pipeline:
+    config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0, max_in_flight=depth)
+    return Pipeline(
+        config,
+        model.predict,
+        completer,
+        _recording(rewound),
+        BadRecordBreaker(1.0, 100, 100),
+        WorkerMetrics(),
+    )
+
+
+def _wait(future: Future[Any]) -> None:
+    future.exception(timeout=10)
+
+
+def test_batches_are_delivered_and_committed_in_the_order_they_were_consumed() -> None:
+    model, completer, rewound = ScriptedModel(hold_at=0), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=3)
+    for offset in (0, 3, 6):
+        pipeline.submit(_batch(offset))
+    assert pipeline.full()
+    assert pipeline.complete(_wait, block=False) == 0  # the first is held: nothing may be committed
+    model.release.set()
+    pipeline.drain(_wait)
+    pipeline.close()
+    assert completer.delivered == [0, 3, 6]
+    assert completer.committed == [0, 3, 6]
+    assert rewound == []
+
+
+def test_delivered_batches_are_committed_in_order_up_to_the_first_not_delivered() -> None:
+    """What the consumer's thread commits while the next batch fills: the oldest batches that are
+    delivered, never one behind a batch still under way."""
+    model, completer, rewound = ScriptedModel(hold_at=3), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=3)
+    for offset in (0, 3, 6):
+        pipeline.submit(_batch(offset))
+    jobs = pipeline.in_flight()
+    _wait(jobs[0][1])
+    assert pipeline.commit_delivered() == 1
+    assert completer.committed == [0]
+    assert pipeline.commit_delivered() == 0  # 3 is held
+    model.release.set()
+    _wait(jobs[2][1])
+    assert pipeline.commit_delivered() == 2
+    pipeline.close()
+    assert completer.committed == [0, 3, 6]
+
+
+def test_a_failed_batch_is_left_to_complete_which_rewinds_it() -> None:
+    model, completer, rewound = ScriptedModel(fail_at=0), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=2)
+    pipeline.submit(_batch(0))
+    _wait(pipeline.in_flight()[0][1])
+    assert pipeline.commit_delivered() == 0
+    assert rewound == [] and len(pipeline.in_flight()) == 1
+    pipeline.complete(_wait, block=True)
+    pipeline.close()
+    assert rewound == [0] and completer.committed == []
+
+
+class FailingCommits(RecordingCompleter):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures, self.attempts = failures, 0
+
+    def commit(self, batch: MicroBatch) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise RuntimeError("the group is rebalancing")
+        super().commit(batch)
+
+
+def test_a_commit_that_fails_between_polls_is_left_to_the_consume_loop_and_not_tried_again_meanwhile() -> None:
+    model, completer, rewound = ScriptedModel(), FailingCommits(failures=1), []
+    pipeline = _pipeline(model, completer, rewound, depth=2)
+    pipeline.submit(_batch(0))
+    _wait(pipeline.in_flight()[0][1])
+    assert pipeline.commit_delivered() == 0
+    assert pipeline.commit_delivered() == 0  # the next slice of the wait does not try again
+    assert completer.attempts == 1 and len(pipeline.in_flight()) == 1
+    assert pipeline.complete(_wait, block=True) == 1  # the consume loop commits it
+    pipeline.close()
+    assert completer.committed == [0] and rewound == []
+
+
+def test_a_batch_delivered_behind_one_under_way_waits_for_it() -> None:
+    """Committing the later batch first would move the group past the earlier one's records."""
+    completer = RecordingCompleter()
+    pipeline = _pipeline(ScriptedModel(), completer, [], depth=3)
+    earlier, later = BatchJob(_batch(0), Future()), BatchJob(_batch(3), Future())
+    later.done.set_result(EncodedStage(later.batch, [], 3, []))
+    pipeline._jobs.extend([earlier, later])  # the order of the jobs is what is tested
+    assert pipeline.commit_delivered() == 0
+    earlier.done.set_result(EncodedStage(earlier.batch, [], 3, []))
+    assert pipeline.commit_delivered() == 2
+    pipeline.close()
+    assert completer.committed == [0, 3]
+
+
+@pytest.mark.parametrize("fail_at", [None, 3])
+def test_a_batch_leaves_the_in_flight_gauge_after_its_other_metrics(fail_at: int | None) -> None:
+    """The bench reads a worker with no batch in flight as one whose batch metrics are all in."""
+    model, completer, rewound = ScriptedModel(fail_at=fail_at), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=2)
+    metrics = pipeline._metrics  # the gauge's order against the histograms is what is tested
+    seen: list[tuple[float, float]] = []
+    decrement = metrics.in_flight.dec
+
+    def noting(amount: float = 1) -> None:
+        latency = metrics.registry.get_sample_value("knnstream_batch_latency_seconds_count") or 0.0
+        failures = metrics.registry.get_sample_value("knnstream_batch_failures_total", {"stage": "RuntimeError"})
+        seen.append((latency, failures or 0.0))
+        decrement(amount)
+
+    metrics.in_flight.dec = noting  # type: ignore[method-assign]
+    for offset in (0, 3):
+        pipeline.submit(_batch(offset))
+    pipeline.drain(_wait)
+    pipeline.close()
+    if fail_at is None:
+        assert seen == [(1.0, 0.0), (2.0, 0.0)]
+    else:
+        assert seen == [(1.0, 0.0), (1.0, 1.0)]  # batch 0 committed, then the failure counted
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_a_failed_batch_rewinds_itself_and_every_later_one_undelivered(depth: int) -> None:
+    model, completer, rewound = ScriptedModel(fail_at=3), RecordingCompleter(), []
+    pipeline = _pipeline(model, completer, rewound, depth=depth)
+    for offset in (0, 3, 6):
+        if pipeline.full():
+            pipeline.complete(_wait, block=True)
+        pipeline.submit(_batch(offset))
+    pipeline.drain(_wait)
+    pipeline.close()
+    assert completer.committed[0] == 0
+    assert 3 not in completer.delivered and 3 not in completer.committed
+    in_flight_with_the_failure = [o for o in (3, 6) if o not in completer.committed]
+    assert rewound[: len(in_flight_with_the_failure)] == in_flight_with_the_failure
+    assert all(later not in completer.delivered for later in rewound)
+
+
+class KeepingCompleter(RecordingCompleter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[OutboundRecord] = []
+
+    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
+        super().deliver(batch, records)
+        self.records += records
+
+
+def _float32_batch(first_offset: int, size: int = 3) -> MicroBatch:
+    """Like :func:`_batch`, in the float32 format: the features as little-endian float32, the id in the key."""
+    offsets = range(first_offset, first_offset + size)
+    return MicroBatch(
+        [FakeMessage(np.array([o, 1.0], "<f4").tobytes(), offset=o, key=f"r{o}".encode()) for o in offsets]
+    )
+
+
+@pytest.mark.parametrize(
+    ("input_format", "make_batch", "bad_value"),
+    [
+        ("json", _batch, b'{"id": "bad", "features": [1.0]}'),
+        ("float32", _float32_batch, np.array([1.0], "<f4").tobytes()),
+    ],
+)
+def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here(
+    input_format: InputFormat, make_batch: Callable[[int], MicroBatch], bad_value: bytes
+) -> None:
+    """The worker-side parser takes clean batches whole; a batch with a bad record comes back
+    and is decoded here: the bad record is dead-lettered, the others are predicted."""
+    from stream.backend import to_host_numpy
+    from stream.records.parse import parse_part
+
+    model, completer = ScriptedModel(), KeepingCompleter()
+    parsed_on_workers: list[int] = []
+
+    def predict_lines(values: list[bytes], keys: list[bytes | None], n_features: int) -> Any:
+        parsed = parse_part(input_format, joined(input_format, values), pa.array(keys, pa.binary()), n_features, "cpu")
+        if parsed is None:
+            return None
+        parsed_on_workers.append(len(values))
+        ids, matrix = parsed
+        return ids, model.predict(to_host_numpy(matrix))
+
+    config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0, input_format=input_format)
+    metrics = WorkerMetrics()
+    pipeline = Pipeline(
+        config, model.predict, completer, lambda batch: None, BadRecordBreaker(1.0, 100, 100), metrics,
+        predict_lines=predict_lines,
+    )  # fmt: skip
+    clean, unclean = make_batch(0), make_batch(3)
+    unclean.messages[1]._value = bad_value
+    pipeline.submit(clean)
+    pipeline.submit(unclean)
+    pipeline.drain(_wait)
+    pipeline.close()
+    assert parsed_on_workers == [3]
+    predictions = [json.loads(record.value) for record in completer.records if record.topic == "out"]
+    dead_letters = [record for record in completer.records if record.topic == "dlq"]
+    assert [doc["id"] for doc in predictions] == ["r0", "r1", "r2", "r3", "r5"]
+    assert [doc["prediction"] for doc in predictions] == [0, 1, 2, 3, 5]
+    assert [record.value for record in dead_letters] == [bad_value]
+    assert dict(dead_letters[0].headers)["knnstream.error.reason"] == b"wrong_feature_count"
+    # JSON's feature count is checked by the parser (the part comes back), float32's by the driver
+    reason = "part_refused" if input_format == "json" else "batch_not_clean"
+    assert _decoded_on_driver(metrics) == {reason: 3.0}
+
+
+class WorkersProduce:
+    """Stands in for the Dask workers that score and produce: a batch is split in two parts; a
+    part with an unclean record is handed back, the others count as produced."""
+
+    def __init__(self, model: ScriptedModel, fail_at: int | None = None) -> None:
+        self.model, self.fail_at = model, fail_at
+        self.produced: list[str] = []
+        self.keys_seen: list[bytes | None] = []
+
+    def __call__(self, values: list[bytes], keys: list[bytes | None], n_features: int, topic: str) -> Any:
+        from stream.records.parse import parse_lines
+
+        self.keys_seen += keys
+        bounds = [(0, len(values) // 2), (len(values) // 2, len(values))]
+        parts = [parse_lines(b"\n".join(values[a:b]), b - a, n_features, "cpu") for a, b in bounds]
+        return _Produced(self, bounds, parts)
+
+
+class _Produced:
+    def __init__(self, workers: WorkersProduce, bounds: list[tuple[int, int]], parts: list[Any]) -> None:
+        self.workers, self.bounds, self.parts = workers, bounds, parts
+
+    def outcome(self) -> list[Any]:
+        from stream.backend import to_host_numpy
+        from stream.predict.tasks import ScoredLines
+
+        answers = []
+        for part in self.parts:
+            if part is None:
+                answers.append(None)
+                continue
+            ids, matrix = part
+            if self.workers.fail_at is not None and self.workers.fail_at in to_host_numpy(matrix)[:, 0]:
+                raise RuntimeError("a delivery failed on a worker")
+            self.workers.produced += ids.to_pylist()
+            answers.append(ScoredLines(ids, self.workers.model.predict(to_host_numpy(matrix)).frame, None))
+        return answers
+
+    def prediction(self, produced: list[Any]) -> Prediction:
+        return Prediction("v1", pd.concat([part.predicted for part in produced], ignore_index=True))
+
+    def elapsed_s(self) -> float:
+        return 0.0
+
+
+def _producing_pipeline(
+    workers: WorkersProduce, completer: RecordingCompleter, rewound: list[int], metrics: WorkerMetrics | None = None
+) -> Pipeline:
+    config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0)
+    return Pipeline(
+        config, workers.model.predict, completer, _recording(rewound),
+        BadRecordBreaker(1.0, 100, 100), metrics or WorkerMetrics(), produce_lines=workers,
+    )  # fmt: skip
+
+
+def _decoded_on_driver(metrics: WorkerMetrics) -> dict[str, float]:
+    """The records decoded on the driver, by reason (reasons never counted left out)."""
+    name = "knnstream_records_decoded_on_driver_total"
+    samples = [sample for family in metrics.registry.collect() for sample in family.samples if sample.name == name]
+    return {sample.labels["reason"]: sample.value for sample in samples}
+
+
+def test_workers_produce_clean_parts_and_the_driver_the_rest_of_an_unclean_batch() -> None:
+    workers, completer, metrics = WorkersProduce(ScriptedModel()), KeepingCompleter(), WorkerMetrics()
+    pipeline = _producing_pipeline(workers, completer, [], metrics)
+    clean, unclean = _batch(0, size=4), _batch(4, size=4)
+    unclean.messages[3]._value = b'{"id": "bad", "features": [1.0]}'
+    pipeline.submit(clean)
+    pipeline.submit(unclean)
+    pipeline.drain(_wait)
+    pipeline.close()
+    assert workers.produced == ["r0", "r1", "r2", "r3", "r4", "r5"]
+    predictions = [json.loads(record.value) for record in completer.records if record.topic == "out"]
+    dead_letters = [record.value for record in completer.records if record.topic == "dlq"]
+    assert [doc["id"] for doc in predictions] == ["r6"]  # the good record of the part handed back
+    assert dead_letters == [b'{"id": "bad", "features": [1.0]}']
+    assert completer.committed == [0, 4]
+    assert len(workers.keys_seen) == 8
+    assert _decoded_on_driver(metrics) == {"part_refused": 2.0}  # the part of r6 and the bad record
+
+
+def test_a_delivery_failed_on_a_worker_rewinds_the_batch_and_refuses_the_next() -> None:
+    workers, completer, rewound = WorkersProduce(ScriptedModel(), fail_at=1), KeepingCompleter(), []
+    pipeline = _producing_pipeline(workers, completer, rewound)
+    pipeline.submit(_batch(0, size=4))
+    pipeline.submit(_batch(4, size=4))
+    pipeline.complete(_wait, block=True)
+    pipeline.close()
+    assert completer.committed == [] and completer.delivered == []
+    assert rewound == [0, 4]
+
+
+def test_raw_values_never_go_to_the_workers_without_their_keys() -> None:
+    from stream.serve.stages import DecodedStage
+
+    with pytest.raises(ValueError, match="with their keys"):
+        DecodedStage(_batch(0), [b"{}"], None)
