@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stream import bench_gpus
+from stream.bench import gpus as bench_gpus
 from stream.bench.gpus import GpuSampler, GpuSamples, reason_names
 
 

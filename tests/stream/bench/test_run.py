@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from stream import bench
+from stream.bench import run as bench
 from stream.settings import BenchSettings
 from tests.helpers import free_consecutive_ports, free_port
 

@@ -1,0 +1,50 @@
+"""The settings every command shares: the environment prefix, Kafka's connection, the compute."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendChoice = Literal["auto", "cpu", "gpu"]
+Task = Literal["classification", "regression"]
+# json: {"id": ..., "features": [...]}; float32: the features as little-endian float32, the id in the key
+InputFormat = Literal["json", "float32"]
+
+
+class CommandSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KNNSTREAM_", frozen=True, extra="forbid")
+
+
+class KafkaSettings(CommandSettings):
+    """Connection to the Kafka cluster; the librdkafka keys derive from the field names."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, HOST:PORT[,...]")
+    security_protocol: str | None = Field(None, description="librdkafka security.protocol, e.g. SASL_SSL")
+    sasl_mechanism: str | None = Field(None, description="librdkafka sasl.mechanism, e.g. SCRAM-SHA-512")
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    ssl_ca_location: str | None = Field(None, description="CA certificate file for TLS")
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The connection part of a librdkafka configuration, as a new dict."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        for field in ("security_protocol", "sasl_mechanism", "sasl_username", "ssl_ca_location"):
+            value = getattr(self, field)
+            if value is not None:
+                config[field.replace("_", ".")] = value
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        return config
+
+
+class ComputeSettings(CommandSettings):
+    """Where predictions and training run."""
+
+    backend: BackendChoice = Field("auto", description="cpu, gpu, or auto (gpu when CUDA and RAPIDS are usable)")
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler; a local cluster when unset")
+    dask_workers: int = Field(2, ge=1, description="workers of the local Dask cluster (one per GPU on GPU hosts)")
+    rmm_pool_size: str | None = Field(
+        None, description="RMM memory pool of each local dask-cuda worker, e.g. 20GB or 0.8 (GPU backend)"
+    )

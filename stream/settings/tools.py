@@ -1,0 +1,96 @@
+"""The settings of ``knnstream produce``, ``models``, ``demo`` and ``bench``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from stream.settings.base import CommandSettings, ComputeSettings, InputFormat, KafkaSettings
+
+
+class ProduceSettings(KafkaSettings):
+    """``knnstream produce``: a load generator of feature records."""
+
+    topic: str = Field("features", description="topic to write to")
+    data: str | None = Field(None, description="Parquet, CSV or JSON-lines file of records to send")
+    id_column: str | None = Field(None, description="id column of --data (default: the row number)")
+    synthetic: int | None = Field(None, ge=1, description="send this many synthetic records instead of --data")
+    features: int = Field(16, ge=1, description="features per synthetic record")
+    rate: float | None = Field(None, gt=0, description="records per second (default: as fast as possible)")
+    seed: int = Field(0, description="random seed of synthetic records")
+    format: InputFormat = Field(
+        "json", description="record format: json, or float32 (features only; the id is the key)"
+    )
+
+
+class StoreSettings(CommandSettings):
+    """``knnstream models``: the model store."""
+
+    store: str = Field("./models", description="model store root: a directory or fsspec URL")
+
+
+class DemoSettings(ComputeSettings):
+    """``knnstream demo``: the whole system on this machine, end to end."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka to use; a local broker is started there when none answers"
+    )
+    records: int = Field(100_000, ge=1, description="records streamed through the worker")
+    training_rows: int = Field(50_000, ge=100, description="rows of generated historical data")
+    features: int = Field(16, ge=1, description="features per record")
+    k: int = Field(5, ge=1, description="number of neighbours")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="port of the worker's /metrics endpoint")
+    batch_max_records: int = Field(10_000, ge=1, description="micro-batch size of the worker")
+    timeout_s: float = Field(600.0, gt=0, description="give up when the predictions take longer than this")
+
+
+class BenchSettings(ComputeSettings):
+    """``knnstream bench``: raw predict throughput against end-to-end throughput, in one run."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka to use; a local broker is started there when none answers"
+    )
+    index_rows: int = Field(100_000, ge=1, description="rows of the model's index")
+    features: int = Field(32, ge=1, description="features per record")
+    k: int = Field(5, ge=1, description="number of neighbours")
+    batch_size: int = Field(10_000, ge=1, description="micro-batch size (records)")
+    batch_max_wait_ms: int = Field(
+        200, ge=1, description="the worker's --batch-max-wait-ms: how long a batch waits to fill (sets the latency)"
+    )
+    records: int = Field(100_000, ge=1, description="records streamed end to end")
+    partitions: int = Field(4, ge=1, description="partitions of the input topic")
+    workers: int = Field(1, ge=1, description="Dask workers (GPUs on the GPU backend)")
+    replicas: int = Field(
+        1,
+        ge=1,
+        description="knnstream serve processes in one consumer group, the workers shared out among them"
+        " (on the GPU backend each gets GPUs of its own)",
+    )
+    produce_on: Literal["workers", "driver"] = Field("workers", description="who produces the predictions")
+    max_batches_in_flight: int = Field(2, ge=1, description="batches under way at once in the worker")
+    format: InputFormat = Field("json", description="record format: json or float32 (the worker's --input-format)")
+    latency_seconds: float = Field(10.0, gt=0, description="length of the fixed-load latency phase")
+    soak_seconds: float = Field(
+        0.0, ge=0, description="then this long more at the same load, sampling the worker's RSS every 30 s (0: no soak)"
+    )
+    json_output: bool = Field(False, description="print one JSON object instead of a table (flag: --json)")
+    metrics_port: int = Field(
+        9109, ge=1, le=65535, description="port of the benchmarked worker's /metrics (the next ones for more replicas)"
+    )
+
+    @model_validator(mode="after")
+    def _replicas_share_the_workers(self) -> BenchSettings:
+        if self.workers % self.replicas:
+            raise ValueError(f"--workers {self.workers} cannot be shared out evenly among --replicas {self.replicas}")
+        if self.replicas > self.partitions:
+            raise ValueError(f"--replicas {self.replicas} is more than --partitions {self.partitions}: some would idle")
+        if self.replicas > 1 and self.soak_seconds > 0:
+            raise ValueError("--soak-seconds samples one worker's memory: use it with --replicas 1")
+        if self.replicas > 1 and self.scheduler:
+            raise ValueError("--replicas starts a Dask cluster for each replica: leave --scheduler unset")
+        if self.metrics_port + self.replicas - 1 > 65535:
+            raise ValueError(
+                f"--metrics-port {self.metrics_port} leaves no port for each of --replicas {self.replicas}"
+            )
+        return self
