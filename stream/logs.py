@@ -8,6 +8,28 @@ import sys
 from datetime import UTC, datetime
 
 _RECORD_FIELDS = ("topic", "partition", "offset", "model_version")
+# Library loggers that speak of their own workings at WARNING, kept to their errors: distributed's
+# shuffle announces every shuffle a training job starts ("Shuffle ... initialized by task ...").
+QUIET_LIBRARY_LOGGERS = {"distributed.shuffle": logging.ERROR}
+
+
+class LibrdkafkaLog:
+    """The ``logger`` of every Kafka client (confluent-kafka's ``logger`` configuration key):
+    librdkafka's own lines (connection refused, coordinator load in progress, ...) at DEBUG on
+    the ``librdkafka`` logger, their level named in the line.
+
+    What they mean for the worker reaches the console as the project's own line (an unreachable
+    broker, an undelivered batch); ``--log-level DEBUG`` shows librdkafka's. A plain object of no
+    state, so configurations holding it travel to the Dask workers.
+    """
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        logger = logging.getLogger("librdkafka")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s " + message, logging.getLevelName(level), *args)
+
+
+LIBRDKAFKA_LOGGER = LibrdkafkaLog()
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,3 +62,11 @@ def configure_logging(level: str = "INFO", json_lines: bool | None = None) -> No
     root.setLevel(level)
     for noisy in ("distributed", "tornado", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    quiet_library_loggers()
+
+
+def quiet_library_loggers() -> None:
+    """Keep :data:`QUIET_LIBRARY_LOGGERS` to their level (again after Dask set its own levels)."""
+    for quiet, level in QUIET_LIBRARY_LOGGERS.items():
+        for name in [quiet, *(name for name in logging.root.manager.loggerDict if name.startswith(quiet + "."))]:
+            logging.getLogger(name).setLevel(max(level, logging.getLogger().level))

@@ -54,7 +54,7 @@ class RangeReader:
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(replay_consumer_config(self._settings, self.group_id), logger=log)
+            self._consumer = Consumer(replay_consumer_config(self._settings, self.group_id))
         return self._consumer
 
     def check_topics(self, topics: Sequence[str]) -> None:

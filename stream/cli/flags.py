@@ -1,7 +1,14 @@
 """Command-line flags generated from the settings classes.
 
 Every settings field becomes ``--field-name``; a flag given on the command line wins over
-``KNNSTREAM_FIELD_NAME`` in the environment, which wins over the default.
+``KNNSTREAM_FIELD_NAME`` in the environment (or the field's own variable, e.g.
+``KNNSTREAM_PRODUCE_FEATURES``: :func:`stream.settings.base.own_env`), which wins over the default.
+
+pydantic-settings' own command line (``CliSettingsSource``) is not used: it parses one root
+settings model, so the subcommands would become fields of a model of their own, the
+``models``/``replay`` positionals, ``--log-level`` and bench's ``--json`` would be re-modelled,
+and its help lines follow its own layout. This module keeps argparse's parsers and adds only a
+flag per field, its help line (description, one default, the variable) and the error wording.
 """
 
 from __future__ import annotations
@@ -55,21 +62,44 @@ def _metavar(field: FieldInfo) -> str:
     return "VALUE"
 
 
+def env_name(name: str, field: FieldInfo) -> str:
+    """The environment variable of a settings field."""
+    alias = field.validation_alias
+    return alias if isinstance(alias, str) else "KNNSTREAM_" + name.upper()
+
+
 def _help(name: str, field: FieldInfo) -> str:
-    env = "KNNSTREAM_" + name.upper()
-    default = "required" if field.is_required() else f"default: {field.default}"
-    return f"{field.description or ''} ({default}; env {env})".replace("%", "%%")
+    """The description, one default (the description's own, when it names what unset means) and the variable."""
+    description = field.description or ""
+    if field.is_required():
+        shown = "required; "
+    elif "(default:" in description or field.default is None:
+        shown = ""
+    else:
+        shown = f"default: {field.default}; "
+    return f"{description} ({shown}env {env_name(name, field)})".replace("%", "%%")
 
 
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"])
+        location = _field_of(".".join(str(part) for part in error["loc"]))
         flag = "--" + location.replace("_", "-")
         if not location:  # a rule across several settings: its message names the flags
             problems.append(str(error["msg"]).removeprefix("Value error, "))
         elif error["type"] == "missing":
-            problems.append(f"{flag} is required (or set KNNSTREAM_{location.upper()})")
+            problems.append(f"{flag} is required (or set {_env_of(location)})")
         else:
             problems.append(f"{flag}: {error['msg']}")
     return "; ".join(problems)
+
+
+def _field_of(location: str) -> str:
+    """The field a validation error's location names (an own variable's errors name the variable)."""
+    if location.startswith("KNNSTREAM_") and "_" in location.removeprefix("KNNSTREAM_"):
+        return location.removeprefix("KNNSTREAM_").split("_", 1)[1].lower()
+    return location
+
+
+def _env_of(name: str) -> str:
+    return "KNNSTREAM_" + name.upper()

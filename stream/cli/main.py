@@ -1,4 +1,4 @@
-"""``knnstream``: train, serve, produce, models, demo, bench, score, replay."""
+"""``knnstream``: train, serve, produce, topics, models, demo, bench, score, replay."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from stream.cli.backfill import add_backfill_parsers
 from stream.cli.flags import add_settings_flags, build_settings
 from stream.cli.models import add_models_parser
+from stream.cli.topics import add_topics_parser
 from stream.errors import KnnStreamError
 from stream.logs import configure_logging
 from stream.settings import BenchSettings, DemoSettings, ProduceSettings, ServeSettings, TrainSettings
@@ -37,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from stream.demo.produce import run_produce
+    from stream.demo.produce_command import run_produce
 
     sent = run_produce(build_settings(ProduceSettings, args))
     print(f"sent {sent} records", file=sys.stderr)
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one JSON object instead of a table (env KNNSTREAM_JSON_OUTPUT)",
     )
     bench.set_defaults(handler=_bench)
+    add_topics_parser(commands)
     add_models_parser(commands)
     add_backfill_parsers(commands)
     return parser

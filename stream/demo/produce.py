@@ -1,4 +1,5 @@
-"""``knnstream produce``: send feature records to a topic, from a file or synthetic, at a rate."""
+"""Feature records sent to a topic at a rate: the records, synthetic ones, and the sending
+(``knnstream produce``, the demo and the bench); :mod:`stream.demo.produce_command` is the command."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 
-from stream.errors import ConfigurationError, DeliveryError
-from stream.settings import InputFormat, ProduceSettings
+from stream.errors import DeliveryError
+from stream.settings import InputFormat
 
 
 @dataclass(frozen=True)
@@ -40,28 +41,6 @@ def synthetic_records(count: int, n_features: int, seed: int, prefix: str = "r")
         block = chosen + rng.normal(size=(rows, n_features))
         for offset, row in enumerate(block.tolist()):
             yield FeatureRecord(f"{prefix}{start + offset}", row)
-
-
-def file_records(path: str, id_column: str | None) -> Iterator[FeatureRecord]:
-    """Records from Parquet, CSV or JSON lines; features are the numeric columns but the id."""
-    import pandas as pd
-
-    lowered = path.lower()
-    if lowered.endswith((".jsonl", ".json", ".ndjson")):
-        frame = pd.read_json(path, lines=True)
-        if "features" in frame.columns:
-            ids = frame["id"].astype(str) if "id" in frame.columns else frame.index.astype(str)
-            for record_id, features in zip(ids, frame["features"], strict=True):
-                yield FeatureRecord(record_id, [float(v) for v in features])
-            return
-    else:
-        frame = pd.read_csv(path) if lowered.endswith((".csv", ".csv.gz")) else pd.read_parquet(path)
-    if id_column is not None and id_column not in frame.columns:
-        raise ConfigurationError(f"id column {id_column!r} not in {path}")
-    ids = frame[id_column].astype(str) if id_column else frame.index.astype(str)
-    numeric = [c for c in frame.columns if c != id_column and frame[c].dtype.kind in "biuf"]
-    for record_id, row in zip(ids, frame[numeric].to_numpy(dtype=float).tolist(), strict=True):
-        yield FeatureRecord(record_id, row)
 
 
 def send(
@@ -110,15 +89,3 @@ def _pace(started: float, sent: int, rate: float) -> None:
     delay = due - time.monotonic()
     if delay > 0:
         time.sleep(delay)
-
-
-def run_produce(settings: ProduceSettings) -> int:
-    if (settings.data is None) == (settings.synthetic is None):
-        raise ConfigurationError("give exactly one of --data FILE or --synthetic N")
-    records = (
-        synthetic_records(settings.synthetic, settings.features, settings.seed)
-        if settings.synthetic is not None
-        else file_records(settings.data or "", settings.id_column)
-    )
-    producer = Producer({**settings.librdkafka_config(), "linger.ms": 20, "compression.type": "lz4"})
-    return send(producer, settings.topic, records, settings.rate, input_format=settings.format)

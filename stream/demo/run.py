@@ -22,6 +22,7 @@ from stream.demo.kafka_admin import broker_reachable, start_local_broker, stop_l
 from stream.demo.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.demo.produce import FeatureRecord, send
 from stream.errors import ConfigurationError, KnnStreamError
+from stream.logs import LIBRDKAFKA_LOGGER
 from stream.settings import DemoSettings, TrainSettings
 from stream.train.job import train
 
@@ -129,10 +130,11 @@ def _exchange(
             "group.id": f"demo-reader-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "logger": LIBRDKAFKA_LOGGER,
         }
     )
     consumer.subscribe([topics["output"]])
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5, "logger": LIBRDKAFKA_LOGGER})
     sender = threading.Thread(
         target=send,
         args=(producer, topics["input"], records),

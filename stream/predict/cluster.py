@@ -9,6 +9,8 @@ from distributed import Client, LocalCluster
 
 from stream.backend import Backend
 from stream.errors import ConfigurationError
+from stream.logs import quiet_library_loggers
+from stream.predict.interrupts import WORKER_PRELOAD
 
 log = logging.getLogger(__name__)
 # At least two threads per worker: one predicts a batch while another produces the batch before it.
@@ -28,6 +30,7 @@ def start_client(
     n_workers: int,
     rmm_pool_size: str | None = None,
     threads: int = MIN_THREADS_PER_WORKER,
+    dashboard_address: str = ":0",
 ) -> Client:
     """Connect to ``scheduler`` or start a local cluster of the backend's kind, ``threads`` per worker."""
     if scheduler:
@@ -36,28 +39,54 @@ def start_client(
         except OSError as exc:
             raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     _quiet_dask_logs()
-    cluster = _local_cluster(backend, n_workers, rmm_pool_size, threads)
-    log.info("started a local %s Dask cluster with %d workers", backend, len(cluster.worker_spec))
+    cluster = _local_cluster(backend, n_workers, rmm_pool_size, threads, dashboard_address)
+    log.info(
+        "started a local %s Dask cluster with %d workers; dashboard at %s",
+        backend,
+        len(cluster.worker_spec),
+        dashboard_url(cluster),
+    )
     return Client(cluster)
 
 
-def _local_cluster(backend: Backend, n_workers: int, rmm_pool_size: str | None, threads: int) -> Any:
+def dashboard_url(cluster_or_client: Any) -> str:
+    """The Dask dashboard's URL, or why there is none."""
+    try:
+        link = cluster_or_client.dashboard_link
+    except (AttributeError, KeyError):  # no dashboard: bokeh is missing, or the scheduler runs without one
+        return "(none)"
+    return str(link) if link else "(none)"
+
+
+def _local_cluster(
+    backend: Backend, n_workers: int, rmm_pool_size: str | None, threads: int, dashboard_address: str
+) -> Any:
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
 
         return LocalCUDACluster(
             n_workers=_one_per_gpu(n_workers),
             threads_per_worker=threads,
-            dashboard_address=":0",
+            dashboard_address=dashboard_address,
             rmm_pool_size=rmm_pool_size,
+            preload=_worker_preloads(),
         )
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads,
         processes=True,
-        dashboard_address=":0",
+        dashboard_address=dashboard_address,
         silence_logs=logging.WARNING,
+        preload=_worker_preloads(),
     )
+
+
+def _worker_preloads() -> list[str]:
+    """The configured worker preloads, and :mod:`stream.predict.interrupts` (Ctrl-C is the parent's)."""
+    import dask
+
+    configured = dask.config.get("distributed.worker.preload") or []
+    return [*configured, WORKER_PRELOAD]
 
 
 def warn_if_short_of_threads(client: Client, wanted: int) -> list[str]:
@@ -101,6 +130,7 @@ def _quiet_dask_logs() -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith(("distributed", "dask_cuda")):
             logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    quiet_library_loggers()
 
 
 def close_client(client: Client) -> None:

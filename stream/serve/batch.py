@@ -41,6 +41,16 @@ from stream.source.breaker import BadRecordBreaker
 log = logging.getLogger(__name__)
 
 
+def describe_first(dead_letters: Sequence[DeadLetter]) -> str:
+    """``wrong_feature_count (expected 13, got 16) at features[0]@1234``: the first dead letter's
+    reason, message and place, for the circuit breaker's trip message."""
+    if not dead_letters:
+        return ""
+    first = dead_letters[0]
+    message = first.message
+    return f"{first.reason} ({first.error_message}) at {message.topic()}[{message.partition()}]@{message.offset()}"
+
+
 @dataclass(frozen=True)
 class BatchStages:
     """The stages of a batch, as functions of their input; the bad-record breaker and the metrics
@@ -72,7 +82,7 @@ class BatchStages:
         config = self.config
         decoded = decode_batch_as(config.input_format, messages, config.n_features, config.max_record_bytes)
         bad = {id(letter.message) for letter in decoded.dead_letters}
-        self.breaker.observe(id(message) in bad for message in messages)
+        self.breaker.observe((id(message) in bad for message in messages), describe_first(decoded.dead_letters))
         for dead in decoded.dead_letters:
             message = dead.message
             log.warning(

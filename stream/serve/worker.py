@@ -15,7 +15,13 @@ from model_store import Manifest, ModelStore, ModelStoreError, parse_model_ref
 from stream.backend import Backend, resolve_backend
 from stream.errors import ConfigurationError
 from stream.heap import freeze_startup_heap, spaced_out_collections
-from stream.predict.cluster import close_client, start_client, threads_per_worker, warn_if_short_of_threads
+from stream.predict.cluster import (
+    close_client,
+    dashboard_url,
+    start_client,
+    threads_per_worker,
+    warn_if_short_of_threads,
+)
 from stream.predict.distributed import DaskPredictor
 from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.predict.gpu_memory import GpuMemoryMonitor
@@ -23,6 +29,7 @@ from stream.predict.plugin import FrozenHeapPlugin
 from stream.serve.metrics import Health, MetricsServer, WorkerMetrics
 from stream.serve.pipeline import Pipeline, PipelineConfig
 from stream.settings import ServeSettings
+from stream.sink.admin import create_topics
 from stream.sink.commit import AtLeastOnce, BatchCompleter, ExactlyOnce
 from stream.sink.kafka import KafkaSink, producer_config, transactional_producer_config
 from stream.sink.workers import ProducerPlugin, score_and_produce_on_worker
@@ -65,12 +72,21 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     metrics, health = WorkerMetrics(), Health()
     source = KafkaSource(settings, stats_cb=metrics.observe_consumer_stats)
     completer = _completer(settings, source)
+    if settings.create_topics:
+        create_topics(settings.librdkafka_config(), [settings.input_topic, settings.output_topic, settings.dlq_topic])
     source.check_topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
     server = MetricsServer(metrics, health, settings.metrics_host, settings.metrics_port)
     server.start()  # /healthz answers 503 until the consume loop runs
     try:
         threads = threads_per_worker(settings.max_batches_in_flight)
-        client = start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size, threads)
+        client = start_client(
+            backend,
+            settings.scheduler,
+            settings.dask_workers,
+            settings.rmm_pool_size,
+            threads,
+            settings.dashboard_address,
+        )
     except BaseException:
         server.stop()
         raise
@@ -86,13 +102,14 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
         follower.start(manifest)
         log.info(
-            "serving %s (version %s) from %s to %s on the %s backend; metrics on port %d",
+            "serving %s (version %s) from %s to %s on the %s backend; metrics on port %d; Dask dashboard at %s",
             settings.model,
             manifest.version,
             settings.input_topic,
             settings.output_topic,
             backend,
             server.port,
+            dashboard_url(client),
         )
         pipeline = Pipeline(
             _pipeline_config(settings, manifest.n_features),

@@ -6,7 +6,7 @@ package reads the environment.
 
 from stream.settings.base import BackendChoice, ComputeSettings, InputFormat, KafkaSettings, Task
 from stream.settings.serve import ServeSettings
-from stream.settings.tools import BenchSettings, DemoSettings, ProduceSettings, StoreSettings
+from stream.settings.tools import BenchSettings, DemoSettings, ProduceSettings, StoreSettings, TopicsSettings
 from stream.settings.train import TrainSettings
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "ServeSettings",
     "StoreSettings",
     "Task",
+    "TopicsSettings",
     "TrainSettings",
 ]

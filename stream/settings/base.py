@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.logs import LIBRDKAFKA_LOGGER
 
 BackendChoice = Literal["auto", "cpu", "gpu"]
 Task = Literal["classification", "regression"]
@@ -13,8 +15,29 @@ Task = Literal["classification", "regression"]
 InputFormat = Literal["json", "float32"]
 
 
+def own_env(command: str, field: str) -> str:
+    """The environment variable of a flag whose name another command gives another meaning
+    (``--features``: a column list for ``train``, a count for ``produce``): ``KNNSTREAM_PRODUCE_FEATURES``.
+
+    Used as the field's ``validation_alias``: the variable is read under that name alone."""
+    return f"KNNSTREAM_{command.upper()}_{field.upper()}"
+
+
 class CommandSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KNNSTREAM_", frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flags_by_field_name(cls, values: Any) -> Any:
+        """A field of :func:`own_env` is set by its name too (``features=8``, as the CLI passes
+        its flag), over its variable; its variable alone is read from the environment."""
+        if not isinstance(values, dict):
+            return values
+        renamed = dict(values)
+        for name, field in cls.model_fields.items():
+            if isinstance(field.validation_alias, str) and name in renamed:
+                renamed[field.validation_alias] = renamed.pop(name)
+        return renamed
 
 
 class KafkaSettings(CommandSettings):
@@ -28,8 +51,9 @@ class KafkaSettings(CommandSettings):
     ssl_ca_location: str | None = Field(None, description="CA certificate file for TLS")
 
     def librdkafka_config(self) -> dict[str, Any]:
-        """The connection part of a librdkafka configuration, as a new dict."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        """The connection part of a librdkafka configuration, as a new dict; librdkafka's log
+        lines go through the project's logging (:class:`stream.logs.LibrdkafkaLog`)."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "logger": LIBRDKAFKA_LOGGER}
         for field in ("security_protocol", "sasl_mechanism", "sasl_username", "ssl_ca_location"):
             value = getattr(self, field)
             if value is not None:
@@ -45,6 +69,9 @@ class ComputeSettings(CommandSettings):
     backend: BackendChoice = Field("auto", description="cpu, gpu, or auto (gpu when CUDA and RAPIDS are usable)")
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler; a local cluster when unset")
     dask_workers: int = Field(2, ge=1, description="workers of the local Dask cluster (one per GPU on GPU hosts)")
+    dashboard_address: str = Field(
+        ":0", description="address of the local Dask cluster's dashboard, e.g. :8787 (:0: any free port)"
+    )
     rmm_pool_size: str | None = Field(
         None, description="RMM memory pool of each local dask-cuda worker, e.g. 20GB or 0.8 (GPU backend)"
     )

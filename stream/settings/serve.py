@@ -15,6 +15,11 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     input_topic: str = Field("features", description="topic of feature records")
     output_topic: str = Field("predictions", description="topic the predictions go to")
     dlq_topic: str = Field("features.dlq", description="dead-letter topic for records that cannot be scored")
+    create_topics: bool = Field(
+        False,
+        description="create missing topics, one partition each (development; without it a missing topic stops the"
+        " start)",
+    )
     group_id: str = Field("knnstream", description="Kafka consumer group")
     model: str = Field(..., description="model to serve: NAME@ALIAS (followed as it moves) or NAME:VERSION")
     shadow: str | None = Field(

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stream.settings.base import CommandSettings, ComputeSettings, InputFormat, KafkaSettings
+from stream.settings.base import CommandSettings, ComputeSettings, InputFormat, KafkaSettings, own_env
 
 
 class ProduceSettings(KafkaSettings):
@@ -16,12 +16,41 @@ class ProduceSettings(KafkaSettings):
     data: str | None = Field(None, description="Parquet, CSV or JSON-lines file of records to send")
     id_column: str | None = Field(None, description="id column of --data (default: the row number)")
     synthetic: int | None = Field(None, ge=1, description="send this many synthetic records instead of --data")
-    features: int = Field(16, ge=1, description="features per synthetic record")
+    features: int = Field(
+        16, ge=1, description="features per synthetic record", validation_alias=own_env("produce", "features")
+    )
     rate: float | None = Field(None, gt=0, description="records per second (default: as fast as possible)")
     seed: int = Field(0, description="random seed of synthetic records")
     format: InputFormat = Field(
         "json", description="record format: json, or float32 (features only; the id is the key)"
     )
+    label: str | None = Field(None, description="label column of --data, left out of the features")
+    model: str | None = Field(
+        None,
+        description="NAME@ALIAS or NAME:VERSION in --store: send its feature columns of --data, in its order,"
+        " and check the feature count",
+    )
+    store: str = Field("./models", description="model store of --model: a directory or fsspec URL")
+    create_topic: bool = Field(False, description="create --topic when it does not exist (development)")
+
+
+class TopicsSettings(KafkaSettings):
+    """``knnstream topics create``: the input, output and dead-letter topics of a worker."""
+
+    input_topic: str = Field("features", description="topic of feature records")
+    output_topic: str = Field("predictions", description="topic the predictions go to")
+    dlq_topic: str = Field("features.dlq", description="dead-letter topic")
+    partitions: int = Field(3, ge=1, description="partitions of each topic (the most workers one group can use)")
+    replication_factor: int = Field(1, ge=1, description="copies of each partition (3 on a production cluster)")
+    retention_ms: int | None = Field(
+        None, ge=-1, description="retention.ms of each topic, -1 for ever (default: the broker's)"
+    )
+
+    def topics(self) -> list[str]:
+        return [self.input_topic, self.output_topic, self.dlq_topic]
+
+    def topic_config(self) -> dict[str, str]:
+        return {} if self.retention_ms is None else {"retention.ms": str(self.retention_ms)}
 
 
 class StoreSettings(CommandSettings):
@@ -38,8 +67,8 @@ class DemoSettings(ComputeSettings):
     )
     records: int = Field(100_000, ge=1, description="records streamed through the worker")
     training_rows: int = Field(50_000, ge=100, description="rows of generated historical data")
-    features: int = Field(16, ge=1, description="features per record")
-    k: int = Field(5, ge=1, description="number of neighbours")
+    features: int = Field(16, ge=1, description="features per record", validation_alias=own_env("demo", "features"))
+    k: int = Field(5, ge=1, description="number of neighbours", validation_alias=own_env("demo", "k"))
     metrics_port: int = Field(9108, ge=0, le=65535, description="port of the worker's /metrics endpoint")
     batch_max_records: int = Field(10_000, ge=1, description="micro-batch size of the worker")
     timeout_s: float = Field(600.0, gt=0, description="give up when the predictions take longer than this")
@@ -52,8 +81,8 @@ class BenchSettings(ComputeSettings):
         "127.0.0.1:9092", description="Kafka to use; a local broker is started there when none answers"
     )
     index_rows: int = Field(100_000, ge=1, description="rows of the model's index")
-    features: int = Field(32, ge=1, description="features per record")
-    k: int = Field(5, ge=1, description="number of neighbours")
+    features: int = Field(32, ge=1, description="features per record", validation_alias=own_env("bench", "features"))
+    k: int = Field(5, ge=1, description="number of neighbours", validation_alias=own_env("bench", "k"))
     batch_size: int = Field(10_000, ge=1, description="micro-batch size (records)")
     batch_max_wait_ms: int = Field(
         200, ge=1, description="the worker's --batch-max-wait-ms: how long a batch waits to fill (sets the latency)"

@@ -95,7 +95,7 @@ class ExactlyOnce:
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            producer = Producer(self._config, logger=log)
+            producer = Producer(self._config)
             producer.init_transactions(self._timeout_s)
             self._producer = producer
         return self._producer

@@ -61,7 +61,7 @@ class KafkaSink:
     def producer(self) -> Producer:
         if self._producer is None:
             config = self._config | {"delivery.report.only.error": True, "on_delivery": self._on_failure}
-            self._producer = Producer(config, logger=log)
+            self._producer = Producer(config)
         return self._producer
 
     def start(self) -> None:

@@ -10,6 +10,12 @@ from itertools import repeat
 
 from stream.errors import KnnStreamError
 
+# What the trip message tells the user to do: the records that tripped it stay uncommitted.
+GET_PAST_IT = (
+    "fix the producer, then move the group past the bad records"
+    " (kafka-consumer-groups --reset-offsets, or score them again with knnstream replay)"
+)
+
 
 class CircuitOpenError(KnnStreamError):
     """Too many bad records: the worker stops and commits nothing past the trip."""
@@ -24,11 +30,15 @@ class BadRecordBreaker:
         self._recent: deque[bool] = deque(maxlen=window)
         self._max_run = max_run
         self._run = 0
+        self._example = ""  # the latest bad record described, named when the breaker trips
         self._lock = threading.Lock()  # batches decoded on the driver and on the workers are fed from two threads
 
-    def observe(self, bad_flags: Iterable[bool]) -> None:
-        """Feed one batch's records in order (True = bad); raises :class:`CircuitOpenError` on a trip."""
+    def observe(self, bad_flags: Iterable[bool], example: str = "") -> None:
+        """Feed one batch's records in order (True = bad); raises :class:`CircuitOpenError` on a
+        trip, naming ``example`` (what was wrong with one of the batch's bad records, and where)."""
         with self._lock:
+            if example:
+                self._example = example
             self._observe(bad_flags)
 
     def observe_clean(self, count: int) -> None:
@@ -44,7 +54,7 @@ class BadRecordBreaker:
             self._recent.append(bad)
             self._run = self._run + 1 if bad else 0
             if self._run >= self._max_run:
-                raise CircuitOpenError(f"{self._run} bad records in a row (limit {self._max_run})")
+                raise CircuitOpenError(f"{self._run} bad records in a row (limit {self._max_run}){self._why()}")
         self._check_ratio()
 
     def _check_ratio(self) -> None:
@@ -53,5 +63,9 @@ class BadRecordBreaker:
             ratio = sum(self._recent) / window
             if ratio > self._max_ratio:
                 raise CircuitOpenError(
-                    f"{ratio:.0%} of the last {window} records were bad (limit {self._max_ratio:.0%})"
+                    f"{ratio:.0%} of the last {window} records were bad (limit {self._max_ratio:.0%}){self._why()}"
                 )
+
+    def _why(self) -> str:
+        example = f": {self._example}" if self._example else ""
+        return f"{example}; {GET_PAST_IT}"

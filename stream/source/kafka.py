@@ -67,7 +67,7 @@ class KafkaSource:
     @property
     def consumer(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(consumer_config(self._settings, self._stats_cb), logger=log)
+            self._consumer = Consumer(consumer_config(self._settings, self._stats_cb))
         return self._consumer
 
     def check_topics(self, topics: Sequence[str], timeout_s: float = 10.0) -> None:
@@ -76,11 +76,18 @@ class KafkaSource:
             metadata = self.consumer.list_topics(timeout=timeout_s)
         except KafkaException as exc:
             self.close()
-            raise KafkaSetupError(f"cannot reach Kafka at {self._settings.bootstrap_servers}: {exc.args[0]}") from exc
+            raise KafkaSetupError(
+                f"cannot reach Kafka at {self._settings.bootstrap_servers} within {timeout_s:.0f} s"
+                f" ({exc.args[0].str()}): is the broker running and --bootstrap-servers right?"
+            ) from exc
         missing = [topic for topic in topics if topic not in metadata.topics]
         if missing:
             self.close()
-            raise KafkaSetupError(f"missing topic(s) {', '.join(missing)} on {self._settings.bootstrap_servers}")
+            raise KafkaSetupError(
+                f"missing topic(s) {', '.join(missing)} on {self._settings.bootstrap_servers}: create them with"
+                " `knnstream topics create` (its --input-topic, --output-topic, --dlq-topic), or start with"
+                " --create-topics in development"
+            )
 
     def track(self, in_flight: InFlight) -> None:
         """Where to find the batches handed out and not yet committed (oldest first, each with

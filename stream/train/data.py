@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
+
 from stream.backend import Backend, get_dd_pkg
-from stream.errors import TrainingError
+from stream.errors import ConfigurationError, TrainingError
 
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
@@ -18,8 +20,22 @@ class Columns:
     features: tuple[str, ...]
 
 
+def matching_files(path: str) -> list[str]:
+    """The files a path, a glob or an fsspec URL names (a directory counts as one, as Dask reads
+    it); one clear line when there are none."""
+    try:
+        filesystem, root = fsspec.core.url_to_fs(path)
+        found = sorted(filesystem.glob(root)) if fsspec.core.has_magic(root) else [root] * filesystem.exists(root)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot list {path!r}: {exc}") from exc
+    if not found:
+        raise ConfigurationError(f"no file matches {path!r}")
+    return [filesystem.unstrip_protocol(name) if "://" in path else name for name in found]
+
+
 def read_table(path: str, backend: Backend) -> Any:
     """A Dask dataframe (dask_cudf on the GPU backend) of the files at ``path``."""
+    matching_files(path)
     dd = get_dd_pkg(backend)
     lowered = path.lower().rstrip("/")
     try:

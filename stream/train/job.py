@@ -34,7 +34,13 @@ def train(settings: TrainSettings, client: Client | None = None) -> Manifest:
     """Fit, evaluate and publish; uses ``client`` or starts (and stops) a cluster of its own."""
     backend = resolve_backend(settings.backend)
     own_client = client is None
-    client = client or start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size)
+    client = client or start_client(
+        backend,
+        settings.scheduler,
+        settings.dask_workers,
+        settings.rmm_pool_size,
+        dashboard_address=settings.dashboard_address,
+    )
     try:
         with client.as_current():
             return _train(settings, backend, client)

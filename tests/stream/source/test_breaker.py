@@ -27,3 +27,14 @@ def test_good_records_by_count_end_a_run_and_dilute_the_window() -> None:
         by_count.observe([False, True, True])  # 6 of the last 10
     with pytest.raises(CircuitOpenError, match="60% of the last 10 records were bad"):
         one_by_one.observe([False, True, True])
+
+
+def test_a_trip_names_an_example_of_what_was_wrong_and_how_to_get_past_it() -> None:
+    breaker = BadRecordBreaker(max_ratio=1.0, window=100, max_run=3)
+    breaker.observe([True, True], example="wrong_feature_count (expected 13 features, got 16) at features[0]@1234")
+    with pytest.raises(CircuitOpenError) as trip:
+        breaker.observe([True])
+    message = str(trip.value)
+    assert message.startswith("3 bad records in a row (limit 3): wrong_feature_count (expected 13 features, got 16)")
+    assert "at features[0]@1234" in message
+    assert "kafka-consumer-groups --reset-offsets" in message and "knnstream replay" in message
