@@ -24,7 +24,7 @@ DATA_DIR="$STATE_DIR/kraft-logs"
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") {fetch|start|stop|restart|status|logs [N]|--help}
+Usage: $(basename "$0") {fetch|start|stop|restart|status|logs [N]|consume TOPIC [S]|--help}
 
   fetch    download Kafka $KAFKA_VERSION jars + runtime deps via Maven (cached)
   start    fetch if needed, format KRaft storage once, launch, wait until ready
@@ -32,6 +32,7 @@ Usage: $(basename "$0") {fetch|start|stop|restart|status|logs [N]|--help}
   restart  stop, then start
   status   exit 0 if the broker answers Kafka API requests on $BOOTSTRAP
   logs     print the last N (default 100) lines of the broker log
+  consume TOPIC [S]  print TOPIC's records from its start (key, tab, value), until none came for S (default 10) s
 
 Environment (current value):
   KNNSTREAM_KAFKA_VERSION=$KAFKA_VERSION
@@ -65,7 +66,7 @@ lock_dir() {
 # and a time limit (TOOL_TIMEOUT seconds).
 kafka_java() {
   timeout "${TOOL_TIMEOUT:-60}" java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
-    -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dknnstream.log.level=WARN \
+    -Dlog4j2.configurationFile="$LOG4J_CONFIG" -Dknnstream.log.level="${TOOL_LOG_LEVEL:-WARN}" \
     -cp "$LIBS/*" "$@"
 }
 
@@ -217,6 +218,16 @@ cmd_status() {
   log "not answering at $BOOTSTRAP${pid:+ (pid $pid is alive)}"; return 1
 }
 
+# Every record of a topic from its start, "key<TAB>value" a line, until none came for IDLE seconds.
+cmd_consume() {
+  local topic="$1" idle="$2"
+  [[ -f "$LOG4J_CONFIG" ]] || die "no broker configuration in $STATE_DIR: run start first"
+  # its timeout ends it with an ERROR line of its own: kept to FATAL
+  TOOL_TIMEOUT=$((idle + 600)) TOOL_LOG_LEVEL=FATAL kafka_java org.apache.kafka.tools.consumer.ConsoleConsumer \
+    --bootstrap-server "$BOOTSTRAP" --topic "$topic" --from-beginning --timeout-ms "$((idle * 1000))" \
+    --property print.key=true --property key.separator=$'\t'
+}
+
 cmd_logs() {
   [[ -f "$LOG_FILE" ]] || die "no log file at $LOG_FILE"
   tail -n "${1:-100}" "$LOG_FILE"
@@ -229,6 +240,7 @@ case "${1:-}" in
   restart) cmd_stop; cmd_start ;;
   status) fetched || die "not fetched; run fetch first"; cmd_status ;;
   logs) cmd_logs "${2:-}" ;;
+  consume) [[ -n "${2:-}" ]] || die "usage: consume TOPIC [IDLE_SECONDS]"; cmd_consume "$2" "${3:-10}" ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

@@ -48,7 +48,7 @@ def job_client(settings: ComputeSettings, backend: Backend, client: Client | Non
     if client is not None:
         yield client
         return
-    own = start_client(backend, settings.scheduler, settings.dask_workers)
+    own = start_client(backend, settings.scheduler, settings.dask_workers, dashboard_address=settings.dashboard_address)
     try:
         yield own
     finally:

@@ -36,7 +36,7 @@ def publish_index(settings: BenchSettings, backend: Backend, workdir: Path) -> s
 
 def raw_throughput(settings: BenchSettings, backend: Backend, store: str) -> float:
     """Rows per second of all workers predicting concurrently, data already on the workers."""
-    client = start_client(backend, settings.scheduler, settings.workers)
+    client = start_client(backend, settings.scheduler, settings.workers, dashboard_address=settings.dashboard_address)
     try:
         manifest = ModelStore(store).resolve("bench@production")
         client.register_plugin(ModelPlugin(store, manifest.name, manifest.version, backend))

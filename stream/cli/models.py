@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from model_store import AliasChange, ModelStore
+from model_store import AliasChange, ModelStore, ModelStoreError
 from stream.cli.flags import add_settings_flags, build_settings
 from stream.settings import StoreSettings
 
@@ -55,6 +55,8 @@ def _store(args: argparse.Namespace) -> ModelStore:
 def _list(args: argparse.Namespace) -> int:
     store = _store(args)
     names = [args.name] if args.name else store.list_models()
+    if not names:
+        raise ModelStoreError(f"no models in {store.root}: train one with knnstream train --store {store.root}")
     for name in names:
         by_version: dict[str, list[str]] = {}
         for alias, version in store.aliases(name).items():

@@ -17,7 +17,7 @@ from stream.errors import TrainingError
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.settings import TrainSettings
-from stream.train.data import Columns, choose_columns, read_table
+from stream.train.data import Columns, choose_columns, matching_files, read_table
 from stream.train.neighbours import score_by_k
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Evaluation:
 def train(settings: TrainSettings, client: Client | None = None) -> Manifest:
     """Fit, evaluate and publish; uses ``client`` or starts (and stops) a cluster of its own."""
     backend = resolve_backend(settings.backend)
+    matching_files(settings.data)  # no data: one line, before a cluster starts
     own_client = client is None
     client = client or start_client(
         backend,
