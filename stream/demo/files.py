@@ -23,8 +23,11 @@ def file_records(
     column but the id and the ``label``; a JSON-lines file of ``{"id", "features"}`` values is
     sent as it is. Checked on the first file, before anything is sent.
     """
+    first_row = 0  # without an id column, a record's id is its row number across all the files
     for name in matching_files(path):
-        yield from _records_of(_read(name), name, id_column, label, feature_names)
+        frame = _read(name)
+        yield from _records_of(frame, name, first_row, id_column, label, feature_names)
+        first_row += len(frame)
 
 
 def _read(name: str) -> Any:
@@ -42,11 +45,16 @@ def _read(name: str) -> Any:
 
 
 def _records_of(
-    frame: Any, name: str, id_column: str | None, label: str | None, feature_names: Sequence[str] | None
+    frame: Any,
+    name: str,
+    first_row: int,
+    id_column: str | None,
+    label: str | None,
+    feature_names: Sequence[str] | None,
 ) -> Iterator[FeatureRecord]:
     if id_column is not None and id_column not in frame.columns:
         raise ConfigurationError(f"id column {id_column!r} is not in {name}; its columns are {_listed(frame)}")
-    ids = frame[id_column].astype(str) if id_column else frame.index.astype(str)
+    ids = frame[id_column].astype(str) if id_column else [str(first_row + row) for row in range(len(frame))]
     if "features" in frame.columns and frame["features"].dtype == object:  # JSON lines of feature lists
         ids = frame["id"].astype(str) if "id" in frame.columns and id_column is None else ids
         for record_id, features in zip(ids, frame["features"], strict=True):

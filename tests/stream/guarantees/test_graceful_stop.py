@@ -1,5 +1,7 @@
 """Promise 3: SIGTERM mid-stream finishes the batch in flight, commits it and exits 0 within 20 s;
-a restart then finishes the stream with nothing lost and nothing duplicated."""
+a restart then finishes the stream with nothing lost and nothing duplicated. Ctrl-C in a terminal
+(SIGINT to the worker's whole process group, its local Dask workers included) does the same,
+with no traceback: the Dask workers ignore it and are stopped by the worker."""
 
 from __future__ import annotations
 
@@ -30,7 +32,12 @@ pytestmark = pytest.mark.kafka
 STOP_WITHIN_S = 20.0
 
 
-def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_cleanly(
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["sigterm-to-the-worker", "ctrl-c-to-the-process-group"],
+)
+def test_a_stop_signal_finishes_the_batch_in_flight_commits_and_exits_cleanly(
     kafka_bootstrap: str,
     topics: Callable[[int], Topics],
     group_id: str,
@@ -38,6 +45,8 @@ def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_cleanly(
     model: Manifest,
     scale: Scale,
     record_property: Callable[[str, object], None],
+    signum: signal.Signals,
+    to_group: bool,
 ) -> None:
     names = topics(scale.partitions)
     positions = produce_records(kafka_bootstrap, names.input, scale.records)
@@ -50,7 +59,10 @@ def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_cleanly(
             held = first.hold_batch_in_predict()  # a batch is certainly in flight when SIGTERM arrives
             committed_at_signal = offsets.total()
             signalled = time.monotonic()
-            first.process.send_signal(signal.SIGTERM)
+            if to_group:
+                first.signal_group(signum)  # the held Dask workers get it too, when continued
+            else:
+                first.process.send_signal(signum)
             for pid in held:
                 os.kill(pid, signal.SIGCONT)
             code = first.wait_exit(timeout_s=STOP_WITHIN_S + 10)
@@ -66,7 +78,7 @@ def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_cleanly(
     result = tally(positions, prediction_ids(read_topic(kafka_bootstrap, names.output)))
     report(
         record_property,
-        "graceful stop (SIGTERM)",
+        f"graceful stop ({signum.name}{' to the process group' if to_group else ''})",
         records=scale.records,
         exit_code=code,
         exit_s=exit_s,
@@ -78,7 +90,8 @@ def test_sigterm_finishes_the_batch_in_flight_commits_and_exits_cleanly(
     )
     assert code == 0, log[-3000:]
     assert exit_s <= STOP_WITHIN_S
-    assert "finishing the batch in flight" in log and "stopped cleanly" in log
+    assert f"received {signum.name}: finishing the batch in flight" in log and "stopped cleanly" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log[-3000:]
     assert committed_at_exit > committed_at_signal, "the batch in flight was completed and committed"
     assert delivered_at_exit == committed_at_exit, "everything delivered was committed before the exit"
     assert result.lost == 0

@@ -129,7 +129,10 @@ def test_a_broken_upstream_trips_the_breaker_and_nothing_past_the_trip_is_commit
     log = read_output(worker)
     assert code == 1, log[-3000:]
     assert "CircuitOpenError" in log or expected in log
-    assert expected in log.strip().splitlines()[-1], log.strip().splitlines()[-1]
+    last = log.strip().splitlines()[-1]
+    assert expected in last, last
+    assert "invalid_json (" in last and f") at {topics['in']}[" in last, "the trip names an example of the bad records"
+    assert "--reset-offsets" in last, "and how to get past them"
     committed = _committed(kafka_bootstrap, group_id, topics["in"])
     total = len(healthy) + len(bad_stream) + 100
     assert len(healthy) <= committed < total, "the worker stopped before the end of the bad stream"
