@@ -1,1 +1,2 @@
-"""The ``knnstream`` command line."""
+"""The ``knnstream`` command line: ``main`` the commands, ``flags`` the flags of the settings
+classes, ``models``, ``topics`` and ``backfill`` their subcommands."""

@@ -60,3 +60,40 @@ def test_non_json_values_are_written_as_strings() -> None:
     record.model_version = object()  # anything unserialisable degrades to its str()
     document = json.loads(JsonFormatter().format(record))
     assert document["model_version"].startswith("<object object")
+
+
+def test_librdkafka_lines_go_to_its_logger_at_debug_and_stay_off_an_info_console(
+    capsys: pytest.CaptureFixture[str], restore_root_logger: None
+) -> None:
+    """A real producer with nothing listening at its address: its connection failures are logged
+    through the ``librdkafka`` logger at DEBUG (shown by --log-level DEBUG), none on a console at INFO."""
+    import pickle
+    import time
+
+    from confluent_kafka import Producer
+
+    from stream.logs import LIBRDKAFKA_LOGGER
+    from tests.helpers import free_port
+
+    assert pickle.loads(pickle.dumps(LIBRDKAFKA_LOGGER)) is not None  # travels to the Dask workers in a config
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "logger": LIBRDKAFKA_LOGGER})
+    configure_logging("DEBUG", json_lines=True)
+    seen: list[dict[str, str]] = []
+    deadline = time.monotonic() + 20
+    while not seen and time.monotonic() < deadline:
+        producer.poll(0.2)
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+        seen += [line for line in lines if line["logger"] == "librdkafka"]
+    assert seen and {line["level"] for line in seen} == {"debug"}
+    assert any("Connection refused" in line["message"] for line in seen)
+    configure_logging("INFO", json_lines=True)
+    for _ in range(10):  # librdkafka retries the connection every second or so
+        producer.poll(0.2)
+    assert "librdkafka" not in capsys.readouterr().err
+
+
+def test_distributeds_shuffle_announcements_are_kept_to_errors(restore_root_logger: None) -> None:
+    child = logging.getLogger("distributed.shuffle._scheduler_plugin")
+    child.setLevel(logging.WARNING)  # as Dask's own set-up leaves it
+    configure_logging("INFO")
+    assert not child.isEnabledFor(logging.WARNING) and child.isEnabledFor(logging.ERROR)
