@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic_settings import BaseSettings
 
+from stream.cli.flags import env_name
 from stream.predict.cluster import threads_per_worker
 from stream.settings import ProduceSettings, ServeSettings, TrainSettings
 from tests.deploy.support import DEPLOY, load_yaml
@@ -48,7 +49,7 @@ def _gpu_reservation(service: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _assert_settings_fields(environment: dict[str, str], settings_class: type[BaseSettings], service: str) -> None:
     knnstream = {key for key in environment if key.startswith("KNNSTREAM_")}
-    fields = {"KNNSTREAM_" + name.upper() for name in settings_class.model_fields}
+    fields = {env_name(name, field) for name, field in settings_class.model_fields.items()}
     assert knnstream, service
     assert knnstream <= fields, f"{service}: {sorted(knnstream - fields)} are no {settings_class.__name__} fields"
 
