@@ -17,7 +17,7 @@ from stream.errors import KafkaSetupError
 
 log = logging.getLogger(__name__)
 
-BROKER_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "kafka.sh"
+BROKER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka.sh"
 
 
 def broker_reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
