@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from model_store import Manifest
+from stream.backend import Backend
 from tests.stream.guarantees.scenario import (
     GroupOffsets,
     Scale,
@@ -47,6 +48,7 @@ def test_a_stop_signal_finishes_the_batch_in_flight_commits_and_exits_cleanly(
     record_property: Callable[[str, object], None],
     signum: signal.Signals,
     to_group: bool,
+    backend: Backend,
 ) -> None:
     names = topics(scale.partitions)
     positions = produce_records(kafka_bootstrap, names.input, scale.records)
@@ -54,7 +56,7 @@ def test_a_stop_signal_finishes_the_batch_in_flight_commits_and_exits_cleanly(
     output = TopicWatcher(kafka_bootstrap, names.output, scale.partitions)
     try:
         with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
-            first = workers.start("first")
+            first = workers.start("first", "--backend", backend)  # on GPUs (-m gpu): a LocalCUDACluster's workers
             offsets.wait_for(math.ceil(0.3 * scale.records), [first])
             held = first.hold_batch_in_predict()  # a batch is certainly in flight when SIGTERM arrives
             committed_at_signal = offsets.total()
