@@ -25,7 +25,10 @@ def matching_files(path: str) -> list[str]:
     it); one clear line when there are none."""
     try:
         filesystem, root = fsspec.core.url_to_fs(path)
-        found = sorted(filesystem.glob(root)) if fsspec.core.has_magic(root) else [root] * filesystem.exists(root)
+        if fsspec.core.has_magic(root):
+            found = sorted(filesystem.glob(root))
+        else:
+            found = [root] if filesystem.exists(root) else []
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"cannot list {path!r}: {exc}") from exc
     if not found:
