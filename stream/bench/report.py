@@ -51,6 +51,8 @@ class BenchResult:
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
     latency_predict_ms_mean: float = 0.0  # per prediction on the Dask workers
+    transport_rows_per_s: float = 0.0  # the plain consume → decode → encode → produce → commit loop, no prediction
+    e2e_over_transport: float = 0.0  # (b) over the transport loop's rate: 1.0 is all the transport allows
 
 
 def format_table(result: BenchResult) -> str:
@@ -83,6 +85,8 @@ def format_table(result: BenchResult) -> str:
         ("  course", describe_progress(result.backlog_progress)),
         *[("  GPUs", line) for line in result.backlog_gpus],
         ("(b)/(a)", f"{result.ratio:.2f}"),
+        ("(t) transport loop", f"{result.transport_rows_per_s:,.0f} rows/s (consume, decode, encode, produce, commit)"),
+        ("(b)/(t)", f"{result.e2e_over_transport:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         (
             "  its batches",

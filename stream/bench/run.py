@@ -6,7 +6,9 @@ One run on one machine measures
   (b) end-to-end throughput: a backlog of records in the input topic until every prediction is
       acknowledged in the output topic, through ``knnstream serve`` as deployed;
   (c) end-to-end latency p50/p99 at a fixed offered load of half of (b);
-and prints (b)/(a).
+  (t) the transport's own limit: a plain consume → decode → encode → produce → commit loop over
+      the same backlog, with no prediction (:mod:`stream.bench.transport`), before the worker starts;
+and prints (b)/(a) and (b)/(t).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from stream.bench.raw import publish_index, raw_throughput
 from stream.bench.replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench.report import BenchResult, format_table
 from stream.bench.soak import SoakResult, soak
+from stream.bench.transport import transport_rows_per_s
 from stream.demo.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.demo.local_worker import SCRAPE_TIMEOUT_S, cpu_seconds_of
 from stream.demo.produce import send
@@ -86,6 +89,7 @@ class EndToEnd:
     backlog: Backlog
     load: FixedLoad
     soaked: SoakResult | None
+    transport_rows_per_s: float  # the plain loop's rate (stream.bench.transport)
 
 
 def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) -> BenchResult:
@@ -122,6 +126,8 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         latency_batches=load.batches.batches, latency_batch_records_mean=round(load.batches.records_mean, 1),
         latency_batch_ms_mean=round(load.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(load.batches.predict_ms_mean, 1),
+        transport_rows_per_s=e2e.transport_rows_per_s,
+        e2e_over_transport=backlog.rows_per_s / e2e.transport_rows_per_s,
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -130,13 +136,22 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
 def _end_to_end(settings: BenchSettings, backend: Backend, store: str, gpus: Sequence[str]) -> EndToEnd:
     suffix = uuid.uuid4().hex[:8]
     topics = {"input": f"bench-in-{suffix}", "output": f"bench-out-{suffix}", "dlq": f"bench-dlq-{suffix}"}
+    loop = {"input": f"bench-transport-in-{suffix}", "output": f"bench-transport-out-{suffix}"}
     partitions = {topics["input"]: settings.partitions, topics["output"]: settings.partitions, topics["dlq"]: 1}
+    partitions |= {loop["input"]: settings.partitions, loop["output"]: settings.partitions}
     with temporary_topics(settings.bootstrap_servers, partitions):  # hundreds of MiB of throwaway records
-        return _stream_through_worker(settings, backend, store, topics, suffix, gpus)
+        transport = transport_rows_per_s(settings, loop["input"], loop["output"])  # before the worker starts
+        return _stream_through_worker(settings, backend, store, topics, suffix, gpus, transport)
 
 
 def _stream_through_worker(
-    settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], suffix: str, gpus: Sequence[str]
+    settings: BenchSettings,
+    backend: Backend,
+    store: str,
+    topics: dict[str, str],
+    suffix: str,
+    gpus: Sequence[str],
+    transport: float,
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
     with ExitStack() as cleanup:  # closed in reverse: the replicas, the reader, the burst's process
@@ -153,11 +168,17 @@ def _stream_through_worker(
         replicas.wait_healthy()
         wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
         burst.wait_ready()
-        return _measure(settings, backend, replicas, burst, reader, topics["input"])
+        return _measure(settings, backend, replicas, burst, reader, topics["input"], transport)
 
 
 def _measure(
-    settings: BenchSettings, backend: Backend, replicas: Replicas, burst: Burst, reader: OutputReader, topic: str
+    settings: BenchSettings,
+    backend: Backend,
+    replicas: Replicas,
+    burst: Burst,
+    reader: OutputReader,
+    topic: str,
+    transport: float,
 ) -> EndToEnd:
     """The backlog's rate, then latency at half of it, then the soak."""
     backlog = _run_backlog(settings, backend, replicas, burst, reader)
@@ -167,7 +188,7 @@ def _measure(
         producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20})
         window = _soak_window(settings, producer, topic, reader, load.offered_rows_per_s)
         soaked = soak(window, replicas.processes[0].pid, settings.soak_seconds, SOAK_WINDOW_S)
-    return EndToEnd(backlog, load, soaked)
+    return EndToEnd(backlog, load, soaked, transport)
 
 
 def _run_backlog(
