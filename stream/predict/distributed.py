@@ -38,6 +38,7 @@ class Prediction:
     frame: Any
     shadow: np.ndarray | None = None
     shadow_version: str | None = None
+    worker_seconds: tuple[tuple[str, float], ...] = ()  # each part's stage times on its worker
 
 
 class ProducedParts:
@@ -64,7 +65,8 @@ class ProducedParts:
 
     def prediction(self, produced: list[ScoredLines]) -> Prediction:
         """The predictions of the parts produced, in their order."""
-        return _combine([(part.predicted, part.shadow) for part in produced], self._version, self._shadow_version)
+        answers = [(part.predicted, part.shadow) for part in produced]
+        return _combine(answers, self._version, self._shadow_version, _seconds_of(produced))
 
 
 class DaskPredictor:
@@ -133,7 +135,8 @@ class DaskPredictor:
         if len(scored) < len(answers):
             return None
         ids = pa.concat_arrays([part.ids for part in scored])
-        return ids, _combine([(part.predicted, part.shadow) for part in scored], version, shadow_version)
+        parts = [(part.predicted, part.shadow) for part in scored]
+        return ids, _combine(parts, version, shadow_version, _seconds_of(scored))
 
     def produce_lines(
         self,
@@ -207,11 +210,20 @@ class DaskPredictor:
         return self._workers
 
 
-def _combine(answers: list[tuple[Any, Any]], version: str, shadow_version: str | None) -> Prediction:
+def _combine(
+    answers: list[tuple[Any, Any]],
+    version: str,
+    shadow_version: str | None,
+    worker_seconds: tuple[tuple[str, float], ...] = (),
+) -> Prediction:
     """One prediction of the parts' (frame, shadow) answers, in the order of the parts."""
     frame = pd.concat([frame for frame, _ in answers], ignore_index=True)
     shadow = None if shadow_version is None else np.concatenate([shadow for _, shadow in answers])
-    return Prediction(version, frame, shadow, shadow_version)
+    return Prediction(version, frame, shadow, shadow_version, worker_seconds)
+
+
+def _seconds_of(parts: list[ScoredLines]) -> tuple[tuple[str, float], ...]:
+    return tuple(timing for part in parts for timing in part.seconds)
 
 
 def _part_keys(keys: list[bytes | None], start: int, stop: int) -> pa.Array:
