@@ -45,6 +45,7 @@ from stream.bench.raw import publish_index, raw_throughput
 from stream.bench.replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench.report import BenchResult, format_table
 from stream.bench.soak import SoakResult, soak
+from stream.bench.stages import stage_seconds, stage_seconds_between
 from stream.bench.transport import transport_rows_per_s
 from stream.demo.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.demo.local_worker import SCRAPE_TIMEOUT_S, cpu_seconds_of
@@ -72,6 +73,7 @@ class Backlog:
     gpus: tuple[str, ...]  # what each GPU did (GPU backend)
     progress: tuple[tuple[float, ...], ...]  # every half second: predictions read, then each replica's predicted
     replica_gpus: tuple[str, ...]  # each replica's CUDA_VISIBLE_DEVICES (empty: every GPU, or the CPU backend)
+    stages: tuple[str, ...]  # seconds in each stage, where/stage=seconds (stream.bench.stages)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         latency_batches=load.batches.batches, latency_batch_records_mean=round(load.batches.records_mean, 1),
         latency_batch_ms_mean=round(load.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(load.batches.predict_ms_mean, 1),
-        transport_rows_per_s=e2e.transport_rows_per_s,
+        transport_rows_per_s=e2e.transport_rows_per_s, backlog_stage_seconds=backlog.stages,
         e2e_over_transport=backlog.rows_per_s / e2e.transport_rows_per_s,
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
@@ -199,6 +201,7 @@ def _run_backlog(
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
     cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), _own_cpu_seconds()
+    stages_at_start = stage_seconds(replicas.ports)
     sampler = GpuSampler()
     if backend == "gpu":
         sampler.start()
@@ -220,11 +223,12 @@ def _run_backlog(
     settled_batch_totals(replicas.ports)  # the last batches are read before they are counted as committed
     totals = replicas.totals([decoded, gc_seconds])
     predicted = tuple(int(total) for total in replicas.totals_each("knnstream_records_predicted_total"))
+    stages = stage_seconds_between(stages_at_start, stage_seconds(replicas.ports))
     return Backlog(
         settings.records / (ended - started), first - started,
         (settings.records - 1) / (last - first) if last > first else 0.0, int(totals[decoded]),
         totals[gc_seconds] - at_start[gc_seconds], cpu, predicted, burst.wait_sent(), bench_cpu_s, gpu_lines,
-        course, tuple(replicas.devices),
+        course, tuple(replicas.devices), stages,
     )  # fmt: skip
 
 

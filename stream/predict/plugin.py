@@ -24,6 +24,7 @@ from stream.errors import KnnStreamError
 from stream.heap import freeze_startup_heap
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
+from stream.predict.warm import WarmUp, warm_serving_path
 
 PLUGIN_PREFIX = "knnstream-model-"
 HEAP_PLUGIN_NAME = "knnstream-frozen-heap"
@@ -61,6 +62,7 @@ class ModelPlugin(WorkerPlugin):
         self.name = plugin_name(version)
         self.predictor: KnnPredictor | None = None
         self.feature_names: list[str] = []
+        self.warmed_up: WarmUp | None = None  # the serving path run once at setup (stream.predict.warm)
 
     def setup(self, worker: Any) -> None:
         loaded = ModelStore(self.store_root).load(f"{self.model_name}:{self.version}")
@@ -69,16 +71,20 @@ class ModelPlugin(WorkerPlugin):
         if self.backend == "gpu":
             rows, n_features = index.features.shape
             check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes())
-        self.predictor = build_predictor(index, self.backend)
+        predictor = build_predictor(index, self.backend)
         if self.backend == "gpu":
-            warm_up(self.predictor)
+            warm_up(predictor)
+        self.warmed_up = warm_serving_path(predictor, self.backend, _ONE_PREDICTION_AT_A_TIME)
+        self.predictor = predictor  # served only once warmed up
         log.info(
-            "model %s:%s loaded on worker %s (%d rows, backend %s)",
+            "model %s:%s loaded on worker %s (%d rows, backend %s); serving path (%s) warmed up in %.2f s",
             self.model_name,
             self.version,
             worker.address,
             index.features.shape[0],
             self.backend,
+            ", ".join(self.warmed_up.parts),
+            self.warmed_up.seconds,
         )
 
     def teardown(self, worker: Any) -> None:

@@ -33,6 +33,11 @@ def _holds_model(name: str, dask_worker: object = None) -> bool:
     return isinstance(plugin, ModelPlugin) and plugin.predictor is not None
 
 
+def _warmed_up_parts(name: str, dask_worker: object = None) -> tuple[str, ...]:
+    plugin = dask_worker.plugins[name]  # type: ignore[attr-defined]
+    return plugin.warmed_up.parts if plugin.warmed_up is not None else ()
+
+
 def test_every_worker_holds_the_model_and_predictions_match(tmp_path: Path, tmp_store: str, backend: Backend) -> None:
     version = _publish(tmp_path, tmp_store)
     client = start_client(backend, None, 1)
@@ -47,6 +52,8 @@ def test_every_worker_holds_the_model_and_predictions_match(tmp_path: Path, tmp_
         np.testing.assert_array_equal(prediction.frame["prediction"].to_numpy(), expected)
         np.testing.assert_allclose(prediction.frame["distance"].to_numpy(), distances, rtol=1e-4, atol=1e-4)
         assert prediction.version == version
+        warmed = client.run(_warmed_up_parts, plugin_name(version))
+        assert list(warmed.values()) == [("json-float", "json-integer", "float32")]  # before the first batch
         if backend == "cpu":  # a GPU host of one card cannot start a second dask-cuda worker
             client.cluster.scale(2)
             client.wait_for_workers(2, timeout=60)
