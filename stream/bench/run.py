@@ -46,7 +46,7 @@ from stream.bench.replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench.report import BenchResult, format_table
 from stream.bench.soak import SoakResult, soak
 from stream.bench.stages import stage_seconds, stage_seconds_between
-from stream.bench.transport import transport_rows_per_s
+from stream.bench.transport import TransportLoop, transport_loop
 from stream.demo.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.demo.local_worker import SCRAPE_TIMEOUT_S, cpu_seconds_of
 from stream.demo.produce import send
@@ -91,7 +91,7 @@ class EndToEnd:
     backlog: Backlog
     load: FixedLoad
     soaked: SoakResult | None
-    transport_rows_per_s: float  # the plain loop's rate (stream.bench.transport)
+    transport: TransportLoop  # the plain loop's rate and CPU (stream.bench.transport)
 
 
 def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) -> BenchResult:
@@ -128,8 +128,8 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         latency_batches=load.batches.batches, latency_batch_records_mean=round(load.batches.records_mean, 1),
         latency_batch_ms_mean=round(load.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(load.batches.predict_ms_mean, 1),
-        transport_rows_per_s=e2e.transport_rows_per_s, backlog_stage_seconds=backlog.stages,
-        e2e_over_transport=backlog.rows_per_s / e2e.transport_rows_per_s,
+        transport_rows_per_s=e2e.transport.rows_per_s, backlog_stage_seconds=backlog.stages,
+        e2e_over_transport=backlog.rows_per_s / e2e.transport.rows_per_s, transport_cpu_s=round(e2e.transport.cpu_s, 2),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -142,7 +142,7 @@ def _end_to_end(settings: BenchSettings, backend: Backend, store: str, gpus: Seq
     partitions = {topics["input"]: settings.partitions, topics["output"]: settings.partitions, topics["dlq"]: 1}
     partitions |= {loop["input"]: settings.partitions, loop["output"]: settings.partitions}
     with temporary_topics(settings.bootstrap_servers, partitions):  # hundreds of MiB of throwaway records
-        transport = transport_rows_per_s(settings, loop["input"], loop["output"])  # before the worker starts
+        transport = transport_loop(settings, loop["input"], loop["output"])  # before the worker starts
         return _stream_through_worker(settings, backend, store, topics, suffix, gpus, transport)
 
 
@@ -153,7 +153,7 @@ def _stream_through_worker(
     topics: dict[str, str],
     suffix: str,
     gpus: Sequence[str],
-    transport: float,
+    transport: TransportLoop,
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
     with ExitStack() as cleanup:  # closed in reverse: the replicas, the reader, the burst's process
@@ -180,7 +180,7 @@ def _measure(
     burst: Burst,
     reader: OutputReader,
     topic: str,
-    transport: float,
+    transport: TransportLoop,
 ) -> EndToEnd:
     """The backlog's rate, then latency at half of it, then the soak."""
     backlog = _run_backlog(settings, backend, replicas, burst, reader)

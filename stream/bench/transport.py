@@ -17,6 +17,7 @@ import multiprocessing
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -40,16 +41,26 @@ LOOP_TIMEOUT_S = 1800.0
 VERSION = "transport"
 
 
-def transport_rows_per_s(settings: BenchSettings, input_topic: str, output_topic: str) -> float:
+@dataclass(frozen=True)
+class TransportLoop:
+    """What the loop measured: its rate, and the CPU seconds its process took for the backlog
+    (librdkafka's threads included), to set beside the worker's."""
+
+    rows_per_s: float
+    cpu_s: float
+
+
+def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str) -> TransportLoop:
     """Records a second the plain loop moves from ``input_topic`` to ``output_topic``: from the
     backlog's release to the last batch's offsets committed."""
     burst = start_burst(settings.bootstrap_servers, input_topic, settings.records, settings.features, settings.format)
     context = multiprocessing.get_context("spawn")
-    ready, go, rate = context.Event(), context.Event(), context.Value("d", -1.0)
+    ready, go = context.Event(), context.Event()
+    rate, cpu_s = context.Value("d", -1.0), context.Value("d", -1.0)
     loop_settings = _loop_settings(settings, input_topic, output_topic)
     process = context.Process(
         target=_run_loop,
-        args=(loop_settings, settings.records, settings.features, ready, go, rate),
+        args=(loop_settings, settings.records, settings.features, ready, go, rate, cpu_s),
         name="knnstream-transport",
     )
     process.start()
@@ -62,7 +73,7 @@ def transport_rows_per_s(settings: BenchSettings, input_topic: str, output_topic
         if process.exitcode != 0 or rate.value <= 0:
             raise KnnStreamError(f"the transport loop failed (exit code {process.exitcode}; its error is above)")
         burst.wait_sent()
-        return float(rate.value)
+        return TransportLoop(float(rate.value), float(cpu_s.value))
     finally:
         if process.is_alive():
             process.kill()
@@ -93,7 +104,13 @@ def _wait(event: Event, process: multiprocessing.process.BaseProcess, timeout_s:
 
 
 def _run_loop(
-    settings: ServeSettings, count: int, n_features: int, ready: Event, go: Event, rate: Synchronized[float]
+    settings: ServeSettings,
+    count: int,
+    n_features: int,
+    ready: Event,
+    go: Event,
+    rate: Synchronized[float],
+    cpu_s: Synchronized[float],
 ) -> None:
     """The loop's process: join the group, wait for the go, move ``count`` records, report the rate."""
     failures: list[str] = []
@@ -108,7 +125,7 @@ def _run_loop(
         _join(consumer, settings.input_topic)
         ready.set()
         go.wait(READY_TIMEOUT_S)
-        started = time.monotonic()
+        started, cpu_at_start = time.monotonic(), time.process_time()
         moved = 0
         while moved < count:
             if time.monotonic() - started > LOOP_TIMEOUT_S:
@@ -121,6 +138,7 @@ def _run_loop(
                     raise SystemExit(f"{len(failures)} transport records were not delivered, e.g. {failures[0]}")
                 moved += len(records)
         rate.value = moved / (time.monotonic() - started)
+        cpu_s.value = time.process_time() - cpu_at_start
     finally:
         consumer.close()
 

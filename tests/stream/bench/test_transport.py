@@ -9,7 +9,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from stream.bench.transport import transport_rows_per_s
+from stream.bench.transport import transport_loop
 from stream.demo.kafka_admin import temporary_topics
 from stream.settings import BenchSettings
 
@@ -43,8 +43,8 @@ def test_the_loop_moves_every_record_once_and_commits(kafka_bootstrap: str, reco
         batch_max_wait_ms=50, format=record_format,
     )  # fmt: skip
     with temporary_topics(kafka_bootstrap, {source: 2, target: 2}):
-        rate = transport_rows_per_s(settings, source, target)
+        loop = transport_loop(settings, source, target)
         read = _read_all(kafka_bootstrap, target, settings.records)
-        assert rate > 0
+        assert loop.rows_per_s > 0 and loop.cpu_s > 0
         assert sorted(key for key, _ in read) == sorted(f"b{i}".encode() for i in range(settings.records))
         assert all(document["id"] == key.decode() and document["prediction"] == 0 for key, document in read)
