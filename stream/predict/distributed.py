@@ -16,7 +16,7 @@ from distributed import Client
 
 from stream.backend import Backend
 from stream.errors import KnnStreamError
-from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
+from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker, warm_up_of
 from stream.predict.tasks import ScoredLines, score_lines_on_worker
 from stream.records.formats import joined
 from stream.settings import InputFormat
@@ -96,6 +96,18 @@ class DaskPredictor:
         except Exception as exc:
             self._forget(plugin.version)
             raise ModelLoadError(f"version {plugin.version} failed to load: {type(exc).__name__}: {exc}") from exc
+        self._log_warm_ups(plugin.name)
+
+    def _log_warm_ups(self, name: str) -> None:
+        """One line per worker on what warming the serving path up cost it (a local cluster keeps
+        only its workers' warnings, so their own log lines do not show)."""
+        try:
+            warm_ups = self._client.run(warm_up_of, name)
+        except (OSError, TimeoutError, KeyError) as exc:
+            log.warning("cannot read the workers' warm-up times: %s", exc)
+            return
+        for address, (parts, seconds) in sorted(warm_ups.items()):
+            log.info("serving path (%s) warmed up on Dask worker %s in %.2f s", ", ".join(parts), address, seconds)
 
     def activate(self, version: str) -> str | None:
         """Serve ``version`` from the next batch on; the previous version is unloaded."""

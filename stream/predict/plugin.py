@@ -130,6 +130,14 @@ def worker_plugin(version: str, worker: Any = None) -> ModelPlugin:
     return plugin
 
 
+def warm_up_of(name: str, dask_worker: Any = None) -> tuple[tuple[str, ...], float]:
+    """``client.run``: the parts the model plugin ``name`` warmed up on this worker, and the seconds
+    it took (none and 0 on a worker that has not set it up)."""
+    plugin = (dask_worker or get_worker()).plugins.get(name)
+    warmed = plugin.warmed_up if isinstance(plugin, ModelPlugin) else None
+    return (warmed.parts, warmed.seconds) if warmed is not None else ((), 0.0)
+
+
 def worker_predictor(version: str, worker: Any = None) -> KnnPredictor:
     """The predictor of ``version`` held by ``worker`` (default: the worker running this task)."""
     predictor = worker_plugin(version, worker).predictor
