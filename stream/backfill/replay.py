@@ -101,7 +101,7 @@ def _replay(
     ranges: Sequence[PartitionRange],
     reader: RangeReader,
     score: Scorer,
-    deliver: Callable[[list[OutboundRecord]], None],
+    deliver: Callable[[list[OutboundRecord]], object],
     progress: Progress,
 ) -> None:
     """Read, decode, predict, produce (every record acknowledged), count; batch after batch."""

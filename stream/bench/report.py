@@ -51,6 +51,11 @@ class BenchResult:
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
     latency_predict_ms_mean: float = 0.0  # per prediction on the Dask workers
+    transport_rows_per_s: float = 0.0  # the plain consume → decode → encode → produce → commit loop, no prediction
+    e2e_over_transport: float = 0.0  # (b) over the transport loop's rate: 1.0 is all the transport allows
+    transport_cpu_s: float = 0.0  # CPU seconds of the transport loop's process for the backlog
+    # seconds the backlog spent in each stage, "where/stage=seconds" (driver: per batch; worker: per part, summed)
+    backlog_stage_seconds: tuple[str, ...] = ()
 
 
 def format_table(result: BenchResult) -> str:
@@ -81,8 +86,15 @@ def format_table(result: BenchResult) -> str:
             f"{result.backlog_sent_s:.2f} s (the backlog's burst, from its release to its last acknowledgement)",
         ),
         ("  course", describe_progress(result.backlog_progress)),
+        *([("  stages (s)", " ".join(result.backlog_stage_seconds))] if result.backlog_stage_seconds else []),
         *[("  GPUs", line) for line in result.backlog_gpus],
         ("(b)/(a)", f"{result.ratio:.2f}"),
+        (
+            "(t) transport loop",
+            f"{result.transport_rows_per_s:,.0f} rows/s (consume, decode, encode, produce, commit;"
+            f" {result.transport_cpu_s:.2f} CPU s)",
+        ),
+        ("(b)/(t)", f"{result.e2e_over_transport:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         (
             "  its batches",

@@ -6,7 +6,9 @@ One run on one machine measures
   (b) end-to-end throughput: a backlog of records in the input topic until every prediction is
       acknowledged in the output topic, through ``knnstream serve`` as deployed;
   (c) end-to-end latency p50/p99 at a fixed offered load of half of (b);
-and prints (b)/(a).
+  (t) the transport's own limit: a plain consume → decode → encode → produce → commit loop over
+      the same backlog, with no prediction (:mod:`stream.bench.transport`), before the worker starts;
+and prints (b)/(a) and (b)/(t).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from stream.bench.raw import publish_index, raw_throughput
 from stream.bench.replicas import CpuSeconds, Replicas, start_replicas
 from stream.bench.report import BenchResult, format_table
 from stream.bench.soak import SoakResult, soak
+from stream.bench.stages import stage_seconds, stage_seconds_between
+from stream.bench.transport import TransportLoop, transport_loop
 from stream.demo.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
 from stream.demo.local_worker import SCRAPE_TIMEOUT_S, cpu_seconds_of
 from stream.demo.produce import send
@@ -69,6 +73,7 @@ class Backlog:
     gpus: tuple[str, ...]  # what each GPU did (GPU backend)
     progress: tuple[tuple[float, ...], ...]  # every half second: predictions read, then each replica's predicted
     replica_gpus: tuple[str, ...]  # each replica's CUDA_VISIBLE_DEVICES (empty: every GPU, or the CPU backend)
+    stages: tuple[str, ...]  # seconds in each stage, where/stage=seconds (stream.bench.stages)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class EndToEnd:
     backlog: Backlog
     load: FixedLoad
     soaked: SoakResult | None
+    transport: TransportLoop  # the plain loop's rate and CPU (stream.bench.transport)
 
 
 def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) -> BenchResult:
@@ -122,6 +128,8 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         latency_batches=load.batches.batches, latency_batch_records_mean=round(load.batches.records_mean, 1),
         latency_batch_ms_mean=round(load.batches.batch_ms_mean, 1),
         latency_predict_ms_mean=round(load.batches.predict_ms_mean, 1),
+        transport_rows_per_s=e2e.transport.rows_per_s, backlog_stage_seconds=backlog.stages,
+        e2e_over_transport=backlog.rows_per_s / e2e.transport.rows_per_s, transport_cpu_s=round(e2e.transport.cpu_s, 2),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
@@ -130,13 +138,22 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
 def _end_to_end(settings: BenchSettings, backend: Backend, store: str, gpus: Sequence[str]) -> EndToEnd:
     suffix = uuid.uuid4().hex[:8]
     topics = {"input": f"bench-in-{suffix}", "output": f"bench-out-{suffix}", "dlq": f"bench-dlq-{suffix}"}
+    loop = {"input": f"bench-transport-in-{suffix}", "output": f"bench-transport-out-{suffix}"}
     partitions = {topics["input"]: settings.partitions, topics["output"]: settings.partitions, topics["dlq"]: 1}
+    partitions |= {loop["input"]: settings.partitions, loop["output"]: settings.partitions}
     with temporary_topics(settings.bootstrap_servers, partitions):  # hundreds of MiB of throwaway records
-        return _stream_through_worker(settings, backend, store, topics, suffix, gpus)
+        transport = transport_loop(settings, loop["input"], loop["output"])  # before the worker starts
+        return _stream_through_worker(settings, backend, store, topics, suffix, gpus, transport)
 
 
 def _stream_through_worker(
-    settings: BenchSettings, backend: Backend, store: str, topics: dict[str, str], suffix: str, gpus: Sequence[str]
+    settings: BenchSettings,
+    backend: Backend,
+    store: str,
+    topics: dict[str, str],
+    suffix: str,
+    gpus: Sequence[str],
+    transport: TransportLoop,
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
     with ExitStack() as cleanup:  # closed in reverse: the replicas, the reader, the burst's process
@@ -153,11 +170,17 @@ def _stream_through_worker(
         replicas.wait_healthy()
         wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
         burst.wait_ready()
-        return _measure(settings, backend, replicas, burst, reader, topics["input"])
+        return _measure(settings, backend, replicas, burst, reader, topics["input"], transport)
 
 
 def _measure(
-    settings: BenchSettings, backend: Backend, replicas: Replicas, burst: Burst, reader: OutputReader, topic: str
+    settings: BenchSettings,
+    backend: Backend,
+    replicas: Replicas,
+    burst: Burst,
+    reader: OutputReader,
+    topic: str,
+    transport: TransportLoop,
 ) -> EndToEnd:
     """The backlog's rate, then latency at half of it, then the soak."""
     backlog = _run_backlog(settings, backend, replicas, burst, reader)
@@ -167,7 +190,7 @@ def _measure(
         producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20})
         window = _soak_window(settings, producer, topic, reader, load.offered_rows_per_s)
         soaked = soak(window, replicas.processes[0].pid, settings.soak_seconds, SOAK_WINDOW_S)
-    return EndToEnd(backlog, load, soaked)
+    return EndToEnd(backlog, load, soaked, transport)
 
 
 def _run_backlog(
@@ -178,6 +201,7 @@ def _run_backlog(
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
     cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), _own_cpu_seconds()
+    stages_at_start = stage_seconds(replicas.ports)
     sampler = GpuSampler()
     if backend == "gpu":
         sampler.start()
@@ -199,11 +223,12 @@ def _run_backlog(
     settled_batch_totals(replicas.ports)  # the last batches are read before they are counted as committed
     totals = replicas.totals([decoded, gc_seconds])
     predicted = tuple(int(total) for total in replicas.totals_each("knnstream_records_predicted_total"))
+    stages = stage_seconds_between(stages_at_start, stage_seconds(replicas.ports))
     return Backlog(
         settings.records / (ended - started), first - started,
         (settings.records - 1) / (last - first) if last > first else 0.0, int(totals[decoded]),
         totals[gc_seconds] - at_start[gc_seconds], cpu, predicted, burst.wait_sent(), bench_cpu_s, gpu_lines,
-        course, tuple(replicas.devices),
+        course, tuple(replicas.devices), stages,
     )  # fmt: skip
 
 

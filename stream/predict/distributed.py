@@ -16,7 +16,7 @@ from distributed import Client
 
 from stream.backend import Backend
 from stream.errors import KnnStreamError
-from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker
+from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker, warm_up_of
 from stream.predict.tasks import ScoredLines, score_lines_on_worker
 from stream.records.formats import joined
 from stream.settings import InputFormat
@@ -38,6 +38,7 @@ class Prediction:
     frame: Any
     shadow: np.ndarray | None = None
     shadow_version: str | None = None
+    worker_seconds: tuple[tuple[str, float], ...] = ()  # each part's stage times on its worker
 
 
 class ProducedParts:
@@ -64,7 +65,8 @@ class ProducedParts:
 
     def prediction(self, produced: list[ScoredLines]) -> Prediction:
         """The predictions of the parts produced, in their order."""
-        return _combine([(part.predicted, part.shadow) for part in produced], self._version, self._shadow_version)
+        answers = [(part.predicted, part.shadow) for part in produced]
+        return _combine(answers, self._version, self._shadow_version, _seconds_of(produced))
 
 
 class DaskPredictor:
@@ -94,6 +96,18 @@ class DaskPredictor:
         except Exception as exc:
             self._forget(plugin.version)
             raise ModelLoadError(f"version {plugin.version} failed to load: {type(exc).__name__}: {exc}") from exc
+        self._log_warm_ups(plugin.name)
+
+    def _log_warm_ups(self, name: str) -> None:
+        """One line per worker on what warming the serving path up cost it (a local cluster keeps
+        only its workers' warnings, so their own log lines do not show)."""
+        try:
+            warm_ups = self._client.run(warm_up_of, name)
+        except (OSError, TimeoutError, KeyError) as exc:
+            log.warning("cannot read the workers' warm-up times: %s", exc)
+            return
+        for address, (parts, seconds) in sorted(warm_ups.items()):
+            log.info("serving path (%s) warmed up on Dask worker %s in %.2f s", ", ".join(parts), address, seconds)
 
     def activate(self, version: str) -> str | None:
         """Serve ``version`` from the next batch on; the previous version is unloaded."""
@@ -133,7 +147,8 @@ class DaskPredictor:
         if len(scored) < len(answers):
             return None
         ids = pa.concat_arrays([part.ids for part in scored])
-        return ids, _combine([(part.predicted, part.shadow) for part in scored], version, shadow_version)
+        parts = [(part.predicted, part.shadow) for part in scored]
+        return ids, _combine(parts, version, shadow_version, _seconds_of(scored))
 
     def produce_lines(
         self,
@@ -207,11 +222,20 @@ class DaskPredictor:
         return self._workers
 
 
-def _combine(answers: list[tuple[Any, Any]], version: str, shadow_version: str | None) -> Prediction:
+def _combine(
+    answers: list[tuple[Any, Any]],
+    version: str,
+    shadow_version: str | None,
+    worker_seconds: tuple[tuple[str, float], ...] = (),
+) -> Prediction:
     """One prediction of the parts' (frame, shadow) answers, in the order of the parts."""
     frame = pd.concat([frame for frame, _ in answers], ignore_index=True)
     shadow = None if shadow_version is None else np.concatenate([shadow for _, shadow in answers])
-    return Prediction(version, frame, shadow, shadow_version)
+    return Prediction(version, frame, shadow, shadow_version, worker_seconds)
+
+
+def _seconds_of(parts: list[ScoredLines]) -> tuple[tuple[str, float], ...]:
+    return tuple(timing for part in parts for timing in part.seconds)
 
 
 def _part_keys(keys: list[bytes | None], start: int, stop: int) -> pa.Array:

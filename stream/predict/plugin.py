@@ -24,6 +24,7 @@ from stream.errors import KnnStreamError
 from stream.heap import freeze_startup_heap
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
+from stream.predict.warm import WarmUp, warm_serving_path
 
 PLUGIN_PREFIX = "knnstream-model-"
 HEAP_PLUGIN_NAME = "knnstream-frozen-heap"
@@ -61,6 +62,7 @@ class ModelPlugin(WorkerPlugin):
         self.name = plugin_name(version)
         self.predictor: KnnPredictor | None = None
         self.feature_names: list[str] = []
+        self.warmed_up: WarmUp | None = None  # the serving path run once at setup (stream.predict.warm)
 
     def setup(self, worker: Any) -> None:
         loaded = ModelStore(self.store_root).load(f"{self.model_name}:{self.version}")
@@ -69,16 +71,20 @@ class ModelPlugin(WorkerPlugin):
         if self.backend == "gpu":
             rows, n_features = index.features.shape
             check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes())
-        self.predictor = build_predictor(index, self.backend)
+        predictor = build_predictor(index, self.backend)
         if self.backend == "gpu":
-            warm_up(self.predictor)
+            warm_up(predictor)
+        self.warmed_up = warm_serving_path(predictor, self.backend, _ONE_PREDICTION_AT_A_TIME)
+        self.predictor = predictor  # served only once warmed up
         log.info(
-            "model %s:%s loaded on worker %s (%d rows, backend %s)",
+            "model %s:%s loaded on worker %s (%d rows, backend %s); serving path (%s) warmed up in %.2f s",
             self.model_name,
             self.version,
             worker.address,
             index.features.shape[0],
             self.backend,
+            ", ".join(self.warmed_up.parts),
+            self.warmed_up.seconds,
         )
 
     def teardown(self, worker: Any) -> None:
@@ -122,6 +128,14 @@ def worker_plugin(version: str, worker: Any = None) -> ModelPlugin:
     if not isinstance(plugin, ModelPlugin) or plugin.predictor is None:
         raise RuntimeError(f"this Dask worker holds no knnstream model of version {version}")
     return plugin
+
+
+def warm_up_of(name: str, dask_worker: Any = None) -> tuple[tuple[str, ...], float]:
+    """``client.run``: the parts the model plugin ``name`` warmed up on this worker, and the seconds
+    it took (none and 0 on a worker that has not set it up)."""
+    plugin = (dask_worker or get_worker()).plugins.get(name)
+    warmed = plugin.warmed_up if isinstance(plugin, ModelPlugin) else None
+    return (warmed.parts, warmed.seconds) if warmed is not None else ((), 0.0)
 
 
 def worker_predictor(version: str, worker: Any = None) -> KnnPredictor:

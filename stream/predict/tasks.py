@@ -8,6 +8,7 @@ must be.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ class ScoredLines:
     ids: pa.Array
     predicted: Any  # a pandas frame of prediction and distance
     shadow: np.ndarray | None
+    seconds: tuple[tuple[str, float], ...] = ()  # each stage's time on the worker: decode, predict, ...
 
 
 def score_lines_on_worker(
@@ -38,9 +40,13 @@ def score_lines_on_worker(
     input_format: InputFormat = "json",
 ) -> ScoredLines | None:
     """Dask task: parse the records (one per key) and predict them with ``version`` (and the shadow)."""
+    started = time.perf_counter()
     decoded = parse_part(input_format, payload, keys, n_features, worker_plugin(version).backend)
     if decoded is None:
         return None
+    parsed = time.perf_counter()
     ids, matrix = decoded
     predicted, shadow = predict_on_worker(matrix, version, shadow_version)
-    return ScoredLines(ids, predicted, shadow)
+    return ScoredLines(
+        ids, predicted, shadow, (("decode", parsed - started), ("predict", time.perf_counter() - parsed))
+    )

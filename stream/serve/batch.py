@@ -67,6 +67,12 @@ class BatchStages:
     def decode(self, batch: MicroBatch) -> DecodedStage:
         """Clean-looking values (and their keys) go to the workers to be parsed there; others are
         decoded here, record by record where needed."""
+        started = time.perf_counter()
+        decoded = self._decode(batch)
+        self.metrics.observe_stage("decode", time.perf_counter() - started)
+        return decoded
+
+    def _decode(self, batch: MicroBatch) -> DecodedStage:
         self.metrics.consumed.labels(self.config.input_topic).inc(len(batch))
         self.metrics.batch_size.observe(len(batch))
         config = self.config
@@ -100,6 +106,7 @@ class BatchStages:
         keys = stage.keys or []  # set whenever there are raw values (DecodedStage checks)
         if stage.values is not None and self.produce_lines is not None:
             produced = self.produce_lines(stage.values, keys, self.config.n_features, self.config.output_topic)
+            self.metrics.observe_stage("dispatch", time.perf_counter() - started)
             empty = to_host_numpy([])
             return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", [], produced)
         if stage.values is not None and self.predict_lines is not None:
@@ -127,6 +134,8 @@ class BatchStages:
         started: float,
     ) -> PredictedStage:
         self.metrics.predict_time.observe(time.perf_counter() - started)
+        self.metrics.observe_stage("predict", time.perf_counter() - started)
+        self.metrics.observe_worker_stages(prediction.worker_seconds)
         self.on_prediction(prediction)
         frame = prediction.frame
         predictions, distances = frame["prediction"].to_numpy(), frame["distance"].to_numpy()
@@ -135,10 +144,12 @@ class BatchStages:
     def encode(self, stage: PredictedStage) -> EncodedStage:
         if stage.produced is not None:
             return EncodedStage(stage.batch, [], 0, [], stage.produced)
+        started = time.perf_counter()
         records = encode_scored(
             stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self.config.output_topic
         )
         records += encode_dead_letters(stage.dead_letters, self.config.dlq_topic, self.config.max_record_bytes)
+        self.metrics.observe_stage("encode", time.perf_counter() - started)
         return EncodedStage(stage.batch, records, len(stage.scored), stage.dead_letters)
 
     def finish_produced(self, stage: EncodedStage) -> EncodedStage:
@@ -150,6 +161,8 @@ class BatchStages:
         outcome = produced.outcome()
         self.metrics.predict_time.observe(produced.elapsed_s())
         scored_there = [part for part in outcome if part is not None]
+        for part in scored_there:
+            self.metrics.observe_worker_stages(part.seconds)
         if scored_there:
             self.on_prediction(produced.prediction(scored_there))
         messages = stage.batch.messages

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 LATENCY_SLO_S = 0.25
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000)
+# A stage of one batch takes from tens of microseconds (a check) to seconds (a large prediction).
+STAGE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+STAGES = ("decode", "dispatch", "predict", "encode", "produce", "acknowledge", "commit")
 
 
 class WorkerMetrics:
@@ -86,6 +89,17 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.stage_time = Histogram(
+            "knnstream_stage_duration_seconds",
+            "Seconds one stage took: for a batch on the driver (where=driver), for a part of a batch on"
+            " the Dask worker that scored it (where=worker). decode: the driver's check of the values, or"
+            " a worker's parse; dispatch: the parts sent to the workers; predict; encode: the JSON"
+            " predictions; produce: the records handed to the producer; acknowledge: the flush until the"
+            " broker acknowledged them (exactly-once: the transaction's commit); commit: the offsets",
+            ("stage", "where"),
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
         self.in_flight = Gauge("knnstream_inflight_batches", "Micro-batches being processed", registry=self.registry)
         self.model = Info("knnstream_model", "Model in use", registry=self.registry)
         self.build = Info("knnstream_build", "Versions of the worker and its Kafka client", registry=self.registry)
@@ -121,6 +135,15 @@ class WorkerMetrics:
 
     def set_model(self, name: str, version: str) -> None:
         self.model.info({"name": name, "version": version})
+
+    def observe_stage(self, stage: str, seconds: float, where: str = "driver") -> None:
+        """One stage's time (a name of :data:`STAGES`), for a batch on the driver or a part on a worker."""
+        self.stage_time.labels(stage, where).observe(seconds)
+
+    def observe_worker_stages(self, timings: Iterable[tuple[str, float]]) -> None:
+        """The stage times the Dask workers measured and sent back with their parts."""
+        for stage, seconds in timings:
+            self.stage_time.labels(stage, "worker").observe(seconds)
 
     def mark_progress(self) -> None:
         self.last_progress.set(time.time())

@@ -121,7 +121,7 @@ class Pipeline:
             block = False
             try:
                 job.done.result()
-                self._completer.commit(job.batch)
+                self._commit(job.batch)
             except (CircuitOpenError, ProducerFencedError):
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of a batch: rewind, retry, give up later
@@ -148,7 +148,7 @@ class Pipeline:
         ):
             job = self._jobs[0]
             try:
-                self._completer.commit(job.batch)
+                self._commit(job.batch)
             except Exception as exc:  # noqa: BLE001 - complete() commits it again, and handles a failure
                 self._commits_left_to_complete = True  # not again every slice of the wait: once, there
                 log.warning(
@@ -161,6 +161,11 @@ class Pipeline:
             self._settle(self._jobs.popleft())
             committed += 1
         return committed
+
+    def _commit(self, batch: MicroBatch) -> None:
+        started = time.perf_counter()
+        self._completer.commit(batch)
+        self._metrics.observe_stage("commit", time.perf_counter() - started)
 
     def drain(self, wait: Wait) -> None:
         """Commit every batch under way (a graceful stop)."""

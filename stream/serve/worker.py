@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from types import FrameType
 from typing import Any
@@ -71,7 +72,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     manifest = _resolve_model(store, settings)
     metrics, health = WorkerMetrics(), Health()
     source = KafkaSource(settings, stats_cb=metrics.observe_consumer_stats)
-    completer = _completer(settings, source)
+    completer = _completer(settings, source, metrics.observe_stage)
     if settings.create_topics:
         create_topics(settings.librdkafka_config(), [settings.input_topic, settings.output_topic, settings.dlq_topic])
     source.check_topics([settings.input_topic, settings.output_topic, settings.dlq_topic])
@@ -203,15 +204,16 @@ def _consume_until_stopped(
         pipeline.close()
 
 
-def _completer(settings: ServeSettings, source: KafkaSource) -> BatchCompleter:
+def _completer(settings: ServeSettings, source: KafkaSource, observe: Callable[[str, float], None]) -> BatchCompleter:
     if settings.guarantee == "exactly-once":
         transactional_id = settings.transactional_id or f"knnstream-{settings.group_id}-{uuid.uuid4().hex[:12]}"
         return ExactlyOnce(
             transactional_producer_config(settings, transactional_id),
             source.group_metadata,
             settings.delivery_timeout_s,
+            observe=observe,
         )
-    return AtLeastOnce(KafkaSink.for_settings(settings), source.commit)
+    return AtLeastOnce(KafkaSink.for_settings(settings), source.commit, observe)
 
 
 def _produce_on_workers(settings: ServeSettings) -> bool:

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 _FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED})
 
 
+def _unobserved(stage: str, seconds: float) -> None:
+    """No stage timer (a completer built without metrics)."""
+
+
 class ProducerFencedError(KnnStreamError):
     """Another instance started with this ``transactional.id``: this one must stop, not fight back."""
 
@@ -58,16 +62,21 @@ class BatchCompleter(Protocol):
 class AtLeastOnce:
     """Deliver, then commit."""
 
-    def __init__(self, sink: KafkaSink, commit: Callable[[MicroBatch], None]) -> None:
+    def __init__(
+        self, sink: KafkaSink, commit: Callable[[MicroBatch], None], observe: Callable[[str, float], None] = _unobserved
+    ) -> None:
         self._sink = sink
         self._commit = commit
+        self._observe = observe  # each stage's seconds: produce, acknowledge
 
     def start(self) -> None:
         """The producer connects before the first batch (:meth:`KafkaSink.start`)."""
         self._sink.start()
 
     def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
-        self._sink.deliver(records)  # returns only when every record is acknowledged
+        times = self._sink.deliver(records)  # returns only when every record is acknowledged
+        self._observe("produce", times.produce_s)
+        self._observe("acknowledge", times.acknowledge_s)
 
     def commit(self, batch: MicroBatch) -> None:
         self._commit(batch)  # only now do the offsets move
@@ -85,8 +94,10 @@ class ExactlyOnce:
         group_metadata: Callable[[], Any],
         timeout_s: float,
         commit_retries: int = 5,
+        observe: Callable[[str, float], None] = _unobserved,
     ) -> None:
         self._config = dict(producer_config)
+        self._observe = observe  # each stage's seconds: produce, acknowledge (the transaction's commit)
         self._group_metadata = group_metadata
         self._timeout_s = timeout_s
         self._commit_retries = commit_retries
@@ -120,10 +131,14 @@ class ExactlyOnce:
         producer = self.producer
         try:
             producer.begin_transaction()
+            started = time.perf_counter()
             for record in records:
                 produce_record(producer, record)
+            produced = time.perf_counter()
             producer.send_offsets_to_transaction(batch.next_offsets(), self._group_metadata(), self._timeout_s)
             self._commit_transaction(producer)
+            self._observe("produce", produced - started)
+            self._observe("acknowledge", time.perf_counter() - produced)
         except KafkaException as exc:
             self._recover(producer, exc)
             raise DeliveryError(f"transaction of {len(records)} records failed: {exc.args[0]}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -15,6 +15,13 @@ from stream.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]  # what Producer.produce takes
+
+
+class DeliveryTimes(NamedTuple):
+    """Seconds a delivery took: handing its records to the producer, then the broker's acknowledgements."""
+
+    produce_s: float
+    acknowledge_s: float
 
 
 def producer_config(settings: ServeSettings) -> dict[str, Any]:
@@ -81,20 +88,24 @@ class KafkaSink:
         """Whether the producer is built (by :meth:`start` or the first delivery) and not closed."""
         return self._producer is not None
 
-    def deliver(self, records: Sequence[OutboundRecord]) -> None:
+    def deliver(self, records: Sequence[OutboundRecord]) -> DeliveryTimes:
         """Produce, flush, and raise :class:`DeliveryError` unless every record was acknowledged."""
         self._failures = []
         producer = self.producer
+        started = time.perf_counter()
         for record in records:
             produce_record(producer, record)
+        produced = time.perf_counter()
         self._await_acknowledgements(len(records))
+        return DeliveryTimes(produced - started, time.perf_counter() - produced)
 
     def deliver_values(
         self, topic: str, keys: Sequence[bytes | None], values: Iterable[bytes], headers: Sequence[tuple[str, bytes]]
-    ) -> None:
+    ) -> DeliveryTimes:
         """:meth:`deliver` of one record per key and value (in step), all with the same headers."""
         self._failures = []
         producer = self.producer
+        started = time.perf_counter()
         shared_headers: Headers = list(headers)  # one list for every record, not one per record
         produce = producer.produce  # the worker's hot loop: value and key passed by position
         for key, value in zip(keys, values, strict=True):
@@ -102,7 +113,9 @@ class KafkaSink:
                 produce(topic, value, key, headers=shared_headers)
             except BufferError:
                 produce_value(producer, topic, key, value, shared_headers)  # waits for room
+        produced = time.perf_counter()
         self._await_acknowledgements(len(keys))
+        return DeliveryTimes(produced - started, time.perf_counter() - produced)
 
     def close(self, timeout_s: float = 10.0) -> None:
         if self._producer is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from distributed import WorkerPlugin, get_worker
 from stream.predict.tasks import ScoredLines, score_lines_on_worker
 from stream.records.encode import encode_values, prediction_headers
 from stream.settings import InputFormat
-from stream.sink.kafka import KafkaSink
+from stream.sink.kafka import DeliveryTimes, KafkaSink
 
 PLUGIN_NAME = "knnstream-producer"
 log = logging.getLogger(__name__)
@@ -61,12 +62,12 @@ class ProducerPlugin(WorkerPlugin):
 
     def deliver(
         self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes], headers: Sequence[tuple[str, bytes]]
-    ) -> None:
+    ) -> DeliveryTimes:
         """Produce and wait for the acknowledgements; raises :class:`~stream.errors.DeliveryError`."""
         if self._sink is None or self._turn is None:
             raise RuntimeError("the knnstream producer plugin is not set up on this worker")
         with self._turn:
-            self._sink.deliver_values(topic, keys, values, headers)
+            return self._sink.deliver_values(topic, keys, values, headers)
 
 
 def worker_producer(worker: Any = None) -> ProducerPlugin:
@@ -97,6 +98,9 @@ def score_and_produce_on_worker(
     if scored is None:
         return None
     predicted = scored.predicted
+    started = time.perf_counter()
     values = encode_values(scored.ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), version)
-    worker_producer().deliver(output_topic, keys.to_pylist(), values, prediction_headers(version))
-    return ScoredLines(pa.array([], pa.string()), predicted, scored.shadow)
+    encoded = time.perf_counter()
+    times = worker_producer().deliver(output_topic, keys.to_pylist(), values, prediction_headers(version))
+    delivery = (("encode", encoded - started), ("produce", times.produce_s), ("acknowledge", times.acknowledge_s))
+    return ScoredLines(pa.array([], pa.string()), predicted, scored.shadow, scored.seconds + delivery)

@@ -13,6 +13,7 @@ RESULT = BenchResult(
     e2e_after_first_rows_per_s=202_412.0, backlog_decoded_on_driver=0, backlog_driver_gc_s=0.14,
     latency_batches=13, latency_batch_records_mean=20_474.2, latency_batch_ms_mean=583.2, latency_predict_ms_mean=201.4,
     backlog_driver_cpu_s=5.64, backlog_dask_cpu_s=20.5, backlog_predicted_by_replica=(2_000_000,), backlog_sent_s=2.4,
+    transport_rows_per_s=200_000.0, e2e_over_transport=0.887,
 )  # fmt: skip
 
 
@@ -20,6 +21,7 @@ def test_the_table_names_every_figure() -> None:
     text = format_table(RESULT)
     assert "191,642 rows/s" in text and "177,443 rows/s (2,000,000 records)" in text
     assert "(b)/(a)             0.93" in text
+    assert "(t) transport loop  200,000 rows/s" in text and "(b)/(t)             0.89" in text
     assert "340.2 ms / 478.4 ms at 88,722/s" in text
     assert "13 of 20,474 records on average, 583.2 ms from consumed to committed" in text
     assert "202,412 rows/s (first prediction after 1.39 s)" in text

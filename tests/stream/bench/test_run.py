@@ -30,6 +30,10 @@ def test_a_small_bench_measures_both_rates_latency_and_memory(
     assert printed["e2e_rows_per_s"] == result.e2e_rows_per_s > 0
     assert printed["raw_rows_per_s"] == result.raw_rows_per_s > 0
     assert printed["ratio"] == pytest.approx(result.e2e_rows_per_s / result.raw_rows_per_s)
+    assert printed["transport_rows_per_s"] == result.transport_rows_per_s > 0
+    assert printed["e2e_over_transport"] == pytest.approx(result.e2e_rows_per_s / result.transport_rows_per_s)
+    stages = {entry.split("=")[0] for entry in printed["backlog_stage_seconds"]}
+    assert {"driver/decode", "driver/dispatch", "driver/commit", "worker/predict", "worker/produce"} <= stages
     assert 0 < printed["p50_ms"] <= printed["p99_ms"]
     assert printed["batch_max_wait_ms"] == 50
     assert printed["format"] == record_format

@@ -16,7 +16,14 @@ from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor, ModelLoadError
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
-from stream.predict.plugin import FeatureShapeError, FrozenHeapPlugin, ModelPlugin, feature_rows, plugin_name
+from stream.predict.plugin import (
+    FeatureShapeError,
+    FrozenHeapPlugin,
+    ModelPlugin,
+    feature_rows,
+    plugin_name,
+    warm_up_of,
+)
 from stream.settings import TrainSettings
 from stream.train.job import train
 from tests.helpers import blobs, write_history
@@ -47,6 +54,9 @@ def test_every_worker_holds_the_model_and_predictions_match(tmp_path: Path, tmp_
         np.testing.assert_array_equal(prediction.frame["prediction"].to_numpy(), expected)
         np.testing.assert_allclose(prediction.frame["distance"].to_numpy(), distances, rtol=1e-4, atol=1e-4)
         assert prediction.version == version
+        warmed = client.run(warm_up_of, plugin_name(version))
+        assert [parts for parts, _ in warmed.values()] == [("json-float", "json-integer", "float32")]
+        assert all(seconds > 0 for _, seconds in warmed.values())  # at load, before the first batch
         if backend == "cpu":  # a GPU host of one card cannot start a second dask-cuda worker
             client.cluster.scale(2)
             client.wait_for_workers(2, timeout=60)

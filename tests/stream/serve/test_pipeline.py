@@ -322,7 +322,8 @@ class _Produced:
             if self.workers.fail_at is not None and self.workers.fail_at in to_host_numpy(matrix)[:, 0]:
                 raise RuntimeError("a delivery failed on a worker")
             self.workers.produced += ids.to_pylist()
-            answers.append(ScoredLines(ids, self.workers.model.predict(to_host_numpy(matrix)).frame, None))
+            frame = self.workers.model.predict(to_host_numpy(matrix)).frame
+            answers.append(ScoredLines(ids, frame, None, (("decode", 0.001), ("predict", 0.002))))
         return answers
 
     def prediction(self, produced: list[Any]) -> Prediction:
@@ -384,3 +385,24 @@ def test_raw_values_never_go_to_the_workers_without_their_keys() -> None:
 
     with pytest.raises(ValueError, match="with their keys"):
         DecodedStage(_batch(0), [b"{}"], None)
+
+
+def _stage_counts(metrics: WorkerMetrics) -> dict[tuple[str, str], float]:
+    name = "knnstream_stage_duration_seconds_count"
+    samples = [sample for family in metrics.registry.collect() for sample in family.samples if sample.name == name]
+    return {(sample.labels["stage"], sample.labels["where"]): sample.value for sample in samples}
+
+
+def test_each_stage_is_timed_on_the_driver_and_the_workers_times_are_exported_beside() -> None:
+    workers, completer, metrics = WorkersProduce(ScriptedModel()), KeepingCompleter(), WorkerMetrics()
+    pipeline = _producing_pipeline(workers, completer, [], metrics)
+    pipeline.submit(_batch(0, size=4))
+    pipeline.submit(_batch(4, size=4))
+    pipeline.drain(_wait)
+    pipeline.close()
+    counts = _stage_counts(metrics)
+    assert {stage: counts[(stage, "driver")] for stage in ("decode", "dispatch", "commit")} == {
+        "decode": 2.0, "dispatch": 2.0, "commit": 2.0,
+    }  # fmt: skip
+    assert counts[("decode", "worker")] == counts[("predict", "worker")] == 4.0  # two parts a batch
+    assert ("encode", "driver") not in counts  # the workers encoded and produced every record

@@ -65,9 +65,10 @@ def test_a_full_producer_queue_waits_for_room_and_loses_nothing(
     sink = KafkaSink(config, delivery_timeout_s=30)
     keys = [f"k{i}".encode() for i in range(500)]
     try:
-        sink.deliver_values(topic, keys, [f"v{i}".encode() for i in range(500)], HEADERS)
+        times = sink.deliver_values(topic, keys, [f"v{i}".encode() for i in range(500)], HEADERS)
     finally:
         sink.close()
+    assert times.produce_s > 0 and times.acknowledge_s > 0  # a full queue: producing waited on acknowledgements
     messages = consume_until(kafka_bootstrap, topic, lambda got: len(got) >= 500, timeout_s=60)
     assert sorted(m.key() for m in messages) == sorted(keys)
     assert all(m.headers() == list(HEADERS) for m in messages)

@@ -1,0 +1,189 @@
+"""The transport's own limit: a plain consume → decode → encode → produce → commit loop.
+
+The loop reads the same backlog as the worker does (the same records, sent by the same burst,
+into a topic of as many partitions), with the worker's own consumer and producer configurations
+(:func:`stream.source.consumer.consumer_config`, :func:`stream.sink.kafka.producer_config`), in
+batches of the benchmark's size, and does to each batch what the worker does bar the prediction:
+decodes it (float32 rows with numpy, JSON lines with Arrow), encodes one JSON prediction per
+record (a constant one) with the worker's encoder, produces the batch, waits for every
+acknowledgement and commits its offsets. Nothing else runs meanwhile: the rate it reaches is the
+most the worker could deliver on this broker, this machine and these settings, whatever the
+search's speed. It runs in a process of its own, as the worker does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from stream.batching.microbatch import MicroBatch
+from stream.bench.backlog import start_burst
+from stream.errors import KnnStreamError
+from stream.records.decode import decode_lines
+from stream.records.encode import encode_values, prediction_headers
+from stream.records.formats import joined, parse_float32
+from stream.settings import BenchSettings, InputFormat, ServeSettings
+from stream.sink.kafka import Headers, producer_config
+from stream.source.consumer import consumer_config
+
+READY_TIMEOUT_S = 120.0
+LOOP_TIMEOUT_S = 1800.0
+VERSION = "transport"
+
+
+@dataclass(frozen=True)
+class TransportLoop:
+    """What the loop measured: its rate, and the CPU seconds its process took for the backlog
+    (librdkafka's threads included), to set beside the worker's."""
+
+    rows_per_s: float
+    cpu_s: float
+
+
+def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str) -> TransportLoop:
+    """Records a second the plain loop moves from ``input_topic`` to ``output_topic``: from the
+    backlog's release to the last batch's offsets committed."""
+    burst = start_burst(settings.bootstrap_servers, input_topic, settings.records, settings.features, settings.format)
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Event(), context.Event()
+    rate, cpu_s = context.Value("d", -1.0), context.Value("d", -1.0)
+    loop_settings = _loop_settings(settings, input_topic, output_topic)
+    process = context.Process(
+        target=_run_loop,
+        args=(loop_settings, settings.records, settings.features, ready, go, rate, cpu_s),
+        name="knnstream-transport",
+    )
+    process.start()
+    try:
+        burst.wait_ready()
+        _wait(ready, process, READY_TIMEOUT_S, "the transport loop did not get its partitions")
+        go.set()
+        burst.release()
+        process.join(LOOP_TIMEOUT_S)
+        if process.exitcode != 0 or rate.value <= 0:
+            raise KnnStreamError(f"the transport loop failed (exit code {process.exitcode}; its error is above)")
+        burst.wait_sent()
+        return TransportLoop(float(rate.value), float(cpu_s.value))
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
+        burst.close()
+
+
+def _loop_settings(settings: BenchSettings, input_topic: str, output_topic: str) -> ServeSettings:
+    """A worker's settings on the loop's topics, as the benchmarked worker gets them."""
+    return ServeSettings(
+        bootstrap_servers=settings.bootstrap_servers,
+        input_topic=input_topic,
+        output_topic=output_topic,
+        group_id=f"bench-transport-{uuid.uuid4().hex[:8]}",
+        model="transport@loop",  # no model: the loop predicts nothing
+        batch_max_records=settings.batch_size,
+        batch_max_wait_ms=settings.batch_max_wait_ms,
+        input_format=settings.format,
+        statistics_interval_ms=0,
+    )
+
+
+def _wait(event: Event, process: multiprocessing.process.BaseProcess, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not event.wait(0.1):
+        if not process.is_alive() or time.monotonic() > deadline:
+            raise KnnStreamError(f"{what} (exit code {process.exitcode})")
+
+
+def _run_loop(
+    settings: ServeSettings,
+    count: int,
+    n_features: int,
+    ready: Event,
+    go: Event,
+    rate: Synchronized[float],
+    cpu_s: Synchronized[float],
+) -> None:
+    """The loop's process: join the group, wait for the go, move ``count`` records, report the rate."""
+    failures: list[str] = []
+
+    def on_failure(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failures.append(error.str())
+
+    consumer = Consumer(consumer_config(settings))
+    producer = Producer(producer_config(settings) | {"delivery.report.only.error": True, "on_delivery": on_failure})
+    try:
+        _join(consumer, settings.input_topic)
+        ready.set()
+        go.wait(READY_TIMEOUT_S)
+        started, cpu_at_start = time.monotonic(), time.process_time()
+        moved = 0
+        while moved < count:
+            if time.monotonic() - started > LOOP_TIMEOUT_S:
+                raise SystemExit(f"the transport loop moved {moved} of {count} records in {LOOP_TIMEOUT_S:.0f} s")
+            messages = consumer.consume(settings.batch_max_records, settings.batch_max_wait_ms / 1000)
+            records = [message for message in messages if message.error() is None]
+            if records:
+                _move(consumer, producer, settings, records, n_features)
+                if failures:
+                    raise SystemExit(f"{len(failures)} transport records were not delivered, e.g. {failures[0]}")
+                moved += len(records)
+        rate.value = moved / (time.monotonic() - started)
+        cpu_s.value = time.process_time() - cpu_at_start
+    finally:
+        consumer.close()
+
+
+def _join(consumer: Consumer, topic: str) -> None:
+    """Subscribe and poll until the group gave this consumer its partitions (the topic is empty)."""
+    assigned: list[TopicPartition] = []
+    consumer.subscribe([topic], on_assign=lambda _consumer, partitions: assigned.extend(partitions))
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not assigned:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no partition of {topic} assigned within {READY_TIMEOUT_S:.0f} s")
+        consumer.consume(1, 0.1)
+
+
+def _move(
+    consumer: Consumer, producer: Producer, settings: ServeSettings, records: Sequence[Message], n_features: int
+) -> None:
+    """Decode, encode, produce, wait for the acknowledgements, commit: one batch."""
+    keys = [record.key() for record in records]
+    values = [record.value() for record in records]
+    ids = _decoded_ids(settings.input_format, values, keys, n_features)
+    rows = len(records)
+    encoded = encode_values(ids, np.zeros(rows, np.int64), np.zeros(rows, np.float32), VERSION)
+    headers: Headers = list(prediction_headers(VERSION))
+    produce, topic = producer.produce, settings.output_topic
+    for key, value in zip(keys, encoded, strict=True):
+        while True:
+            try:
+                produce(topic, value, key, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.005)
+    if producer.flush(settings.delivery_timeout_s) > 0:
+        raise SystemExit(f"transport records unacknowledged after {settings.delivery_timeout_s:.0f} s")
+    consumer.commit(offsets=MicroBatch(list(records)).next_offsets(), asynchronous=False)
+
+
+def _decoded_ids(input_format: InputFormat, values: list[Any], keys: list[Any], n_features: int) -> pa.Array:
+    """The batch decoded as the Dask workers decode it; its ids (the features are dropped)."""
+    payload = joined(input_format, values)
+    if input_format == "float32":
+        parsed = parse_float32(payload, pa.array(keys, pa.binary()), n_features)
+    else:
+        parsed = decode_lines(payload, len(values), n_features)
+    if parsed is None:
+        raise SystemExit("the transport loop read a record that is not clean")
+    return parsed[0]
