@@ -51,12 +51,16 @@ class BenchResult:
     latency_batch_records_mean: float = 0.0
     latency_batch_ms_mean: float = 0.0  # a batch's first record consumed to its offsets committed
     latency_predict_ms_mean: float = 0.0  # per prediction on the Dask workers
+    index: str = "brute"  # the model's neighbour index: kind, parameters, recall
+    recall: float = 1.0  # recall@k against exact search, on the held-out queries
+    data_kind: str = "blobs"  # generated rows (blobs, correlated) or the table benched
 
 
 def format_table(result: BenchResult) -> str:
     rows = [
         ("backend", result.backend),
-        ("index", f"{result.index_rows:,} x {result.features}, k={result.k}"),
+        ("index", f"{result.index_rows:,} x {result.features} ({result.data_kind}), k={result.k}"),
+        ("  search", f"{result.index}; recall@{result.k} {result.recall:.4f} against exact search"),
         ("batch size", f"{result.batch_size:,} (or what came within {result.batch_max_wait_ms} ms)"),
         ("record format", result.format),
         (
