@@ -17,7 +17,7 @@ import numpy as np
 from stream.backend import Backend
 from stream.errors import TrainingError
 from stream.predict.index import build_index, exact_index, load_index
-from stream.predict.index.base import APPROXIMATE_METRICS
+from stream.predict.index.base import APPROXIMATE_METRICS, UnsupportedIndexError, check_metric
 from stream.predict.model import KnnIndex, build_predictor
 from stream.train.tuning import exact_neighbours, recall_at_k, tune
 
@@ -45,6 +45,17 @@ def choose_kind(kind: str, rows: int, backend: Backend, min_recall: float, metri
     if rows < CROSSOVER_ROWS[backend] or min_recall >= 1.0 or metric not in APPROXIMATE_METRICS:
         return "brute"
     return AUTO_KIND[backend]
+
+
+def check_buildable(kind: str, backend: Backend, metric: str) -> None:
+    """Refuse, before any data is read, an index ``backend`` cannot build for ``metric``."""
+    if kind == "auto":
+        return
+    check_metric(kind, metric)
+    if kind == "cagra" and backend != "gpu":
+        raise UnsupportedIndexError(
+            "index cagra is built on the GPU backend (cuVS); on a CPU use --index hnsw, ivf-flat or ivf-pq"
+        )
 
 
 def build_model_index(

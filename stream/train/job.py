@@ -18,7 +18,7 @@ from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.settings import TrainSettings
 from stream.train.data import Columns, choose_columns, read_table
-from stream.train.indexing import ModelIndex, build_model_index
+from stream.train.indexing import ModelIndex, build_model_index, check_buildable
 from stream.train.neighbours import score_by_k
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def train(settings: TrainSettings, client: Client | None = None) -> Manifest:
 
 
 def _train(settings: TrainSettings, backend: Backend, client: Client) -> Manifest:
+    check_buildable(settings.index, backend, settings.metric)
     table = read_table(settings.data, backend)
     columns = choose_columns(table, settings.label, settings.feature_list())
     table = table[[*columns.features, columns.label]].dropna()
