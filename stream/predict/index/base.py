@@ -91,7 +91,7 @@ def default_pq_bits(rows: int) -> int:
 
 
 def probe_grid(n_lists: int) -> list[int]:
-    values = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+    values = [1, 2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 192, 256, 384, 512]
     return [value for value in values if value < n_lists] + [n_lists]
 
 
