@@ -103,6 +103,8 @@ def build_cuvs(kind: IndexKind, features: np.ndarray, build: Params | None = Non
 
     dataset = cupy.asarray(np.ascontiguousarray(features, dtype=np.float32))
     params = {**default_build_params(kind, dataset.shape[0], dataset.shape[1]), **(build or {})}
+    if kind == "ivf-pq" and params["pq_dim"] * params["pq_bits"] % 8:
+        params["pq_bits"] = 8  # cuVS packs codes in bytes: pq_dim x pq_bits must be a multiple of 8
     if kind == "cagra":
         index_params = cagra.IndexParams(
             metric="sqeuclidean",
