@@ -16,7 +16,7 @@ from stream.cli.main import main
 from stream.predict.index import stored_index
 from stream.predict.model import MODEL_FILE, KnnIndex
 from stream.settings import TrainSettings
-from stream.train.indexing import CROSSOVER_ROWS, choose_kind
+from stream.train.indexing import CPU_HNSW_FROM_ROWS, CROSSOVER_ROWS, choose_kind
 from stream.train.job import train
 from stream.train.tuning import recall_at_k
 from tests.helpers import blobs
@@ -108,6 +108,7 @@ def test_auto_is_brute_force_below_the_crossover_and_for_exact_recall() -> None:
     rows = CROSSOVER_ROWS["cpu"]
     assert choose_kind("auto", rows - 1, "cpu", 0.99, "euclidean") == "brute"
     assert choose_kind("auto", rows, "cpu", 0.99, "euclidean") == "ivf-flat"
+    assert choose_kind("auto", CPU_HNSW_FROM_ROWS, "cpu", 0.99, "euclidean") == "hnsw"
     assert choose_kind("auto", rows, "cpu", 1.0, "euclidean") == "brute"
     assert choose_kind("auto", rows, "cpu", 0.99, "manhattan") == "brute"
     assert choose_kind("auto", 10 * CROSSOVER_ROWS["gpu"], "gpu", 0.99, "euclidean") == "cagra"
