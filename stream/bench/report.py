@@ -56,12 +56,16 @@ class BenchResult:
     transport_cpu_s: float = 0.0  # CPU seconds of the transport loop's process for the backlog
     # seconds the backlog spent in each stage, "where/stage=seconds" (driver: per batch; worker: per part, summed)
     backlog_stage_seconds: tuple[str, ...] = ()
+    index: str = "brute"  # the model's neighbour index: kind, parameters, recall
+    recall: float = 1.0  # recall@k against exact search, on the held-out queries
+    data_kind: str = "blobs"  # generated rows (blobs, correlated) or the table benched
 
 
 def format_table(result: BenchResult) -> str:
     rows = [
         ("backend", result.backend),
-        ("index", f"{result.index_rows:,} x {result.features}, k={result.k}"),
+        ("index", f"{result.index_rows:,} x {result.features} ({result.data_kind}), k={result.k}"),
+        ("  search", f"{result.index}; recall@{result.k} {result.recall:.4f} against exact search"),
         ("batch size", f"{result.batch_size:,} (or what came within {result.batch_max_wait_ms} ms)"),
         ("record format", result.format),
         (

@@ -31,6 +31,7 @@ from confluent_kafka import Producer
 
 from stream.backend import Backend, resolve_backend
 from stream.bench.backlog import Burst, start_burst, wait_group_settled
+from stream.bench.data import bench_data
 from stream.bench.gpus import GpuSampler
 from stream.bench.load import (
     BatchStats,
@@ -53,6 +54,7 @@ from stream.demo.produce import send
 from stream.heap import freeze_startup_heap
 from stream.predict.cluster import visible_gpus
 from stream.settings import BenchSettings
+from stream.train.indexing import describe_index
 
 SOAK_WINDOW_S = 30.0
 
@@ -103,9 +105,11 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         start_local_broker(settings.bootstrap_servers)
         started_broker = True
     try:
+        data = bench_data(settings)
+        settings = settings.model_copy(update={"index_rows": len(data.features), "features": data.features.shape[1]})
         with tempfile.TemporaryDirectory(prefix="knnstream-bench-") as workdir:
-            store = publish_index(settings, backend, Path(workdir))
-            raw = raw_throughput(settings, backend, store)
+            store, index = publish_index(settings, backend, Path(workdir), data)
+            raw = raw_throughput(settings, backend, store, data.queries)
             gpus = visible_gpus(cuda_visible_devices) if backend == "gpu" and settings.replicas > 1 else []
             e2e = _end_to_end(settings, backend, store, gpus)
     finally:
@@ -130,9 +134,14 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         latency_predict_ms_mean=round(load.batches.predict_ms_mean, 1),
         transport_rows_per_s=e2e.transport.rows_per_s, backlog_stage_seconds=backlog.stages,
         e2e_over_transport=backlog.rows_per_s / e2e.transport.rows_per_s, transport_cpu_s=round(e2e.transport.cpu_s, 2),
+        index=describe_index(index), recall=round(float(index["recall"]), 4), data_kind=_data_kind(settings),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
+
+
+def _data_kind(settings: BenchSettings) -> str:
+    return f"table {settings.data}" if settings.data else settings.data_kind
 
 
 def _end_to_end(settings: BenchSettings, backend: Backend, store: str, gpus: Sequence[str]) -> EndToEnd:

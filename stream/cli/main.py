@@ -25,6 +25,11 @@ def _train(args: argparse.Namespace) -> int:
     print(
         f"trained {manifest.name} k={manifest.k} on {manifest.training_rows} rows; holdout {metrics}", file=sys.stderr
     )
+    from stream.train.indexing import describe_index
+
+    index = manifest.extra.get("index")
+    if index and index.get("kind") != "brute":
+        print(f"index {describe_index(index)}", file=sys.stderr)
     print(manifest.version)
     return 0
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from model_store import AliasChange, ModelStore, ModelStoreError
 from stream.cli.flags import add_settings_flags, build_settings
 from stream.settings import StoreSettings
+from stream.train.indexing import describe_index
 
 
 def add_models_parser(commands: Any) -> None:
@@ -69,7 +71,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    print(_store(args).resolve(args.ref).to_json())
+    manifest = _store(args).resolve(args.ref)
+    print(manifest.to_json())
+    index = manifest.extra.get("index")
+    if index:
+        print(f"index {describe_index(index)}", file=sys.stderr)
     return 0
 
 

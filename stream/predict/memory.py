@@ -23,18 +23,21 @@ class DeviceMemoryError(KnnStreamError):
     """The model (with its largest batch) does not fit the GPU's memory."""
 
 
-def required_bytes(index_rows: int, n_features: int, batch_rows: int, k: int) -> int:
-    """Device memory a prediction needs: the index, one batch, its neighbours and one distance tile."""
-    index = index_rows * n_features * 4
+def required_bytes(index_rows: int, n_features: int, batch_rows: int, k: int, index_bytes: int = 0) -> int:
+    """Device memory a prediction needs: the rows, an approximate index's own structure (the size of
+    its stored files), one batch, its neighbours and one distance tile."""
+    index = index_rows * n_features * 4 + index_bytes
     batch = batch_rows * n_features * 4
     neighbours = batch_rows * k * (4 + 8)
     tile = min(batch_rows, 4096) * min(index_rows, 65_536) * 4
     return index + batch + neighbours + tile
 
 
-def check_fits(index_rows: int, n_features: int, batch_rows: int, k: int, free_bytes: int) -> None:
+def check_fits(
+    index_rows: int, n_features: int, batch_rows: int, k: int, free_bytes: int, index_bytes: int = 0
+) -> None:
     """Raise :class:`DeviceMemoryError` when the model and a batch of ``batch_rows`` do not fit."""
-    needed = required_bytes(index_rows, n_features, batch_rows, k)
+    needed = required_bytes(index_rows, n_features, batch_rows, k, index_bytes)
     if needed > free_bytes:
         raise DeviceMemoryError(
             f"the model ({index_rows:,} x {n_features}) with batches of {batch_rows:,} rows needs"

@@ -19,6 +19,7 @@ import numpy as np
 
 from stream.backend import Backend, get_array_pkg, get_df_pkg, to_host_numpy
 from stream.errors import KnnStreamError
+from stream.predict.index import NeighbourIndex, exact_index
 from stream.predict.memory import predict_in_pieces
 
 MODEL_FILE = "model.npz"
@@ -84,15 +85,17 @@ def index_from_training_data(task: str, k: int, metric: str, features: np.ndarra
 
 
 class KnnPredictor:
-    """A fitted brute-force neighbour search plus the vote, on one backend."""
+    """A neighbour search (exact brute force unless ``search`` is given) plus the vote, on one backend."""
 
-    def __init__(self, index: KnnIndex, backend: Backend, max_rows: int = 65_536) -> None:
+    def __init__(
+        self, index: KnnIndex, backend: Backend, max_rows: int = 65_536, search: NeighbourIndex | None = None
+    ) -> None:
         self.index = index
         self.backend = backend
         self.max_rows = max_rows
         self._xp = get_array_pkg(backend)
         self._targets = self._xp.asarray(index.targets)
-        self._search = _fit_search(index, backend)
+        self._search = search or exact_index(index.features, index.metric, backend)
 
     @property
     def array_module(self) -> Any:
@@ -102,7 +105,7 @@ class KnnPredictor:
     def kneighbors(self, features: Any, k: int | None = None) -> tuple[Any, Any]:
         """Distances and row numbers of the k nearest training rows, nearest first."""
         rows = self._xp.asarray(features, dtype=self._xp.float32)
-        distances, indices = self._search.kneighbors(rows, n_neighbors=k or self.index.k)
+        distances, indices = self._search.kneighbors(rows, k or self.index.k)
         return self._xp.asarray(distances), self._xp.asarray(indices)
 
     def predict(self, features: Any) -> Any:
@@ -171,18 +174,7 @@ def _concat_pairs(pieces: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
     return np.concatenate([first for first, _ in pieces]), np.concatenate([second for _, second in pieces])
 
 
-def _fit_search(index: KnnIndex, backend: Backend) -> Any:
-    if backend == "gpu":
-        import cupy
-        from cuml.neighbors import NearestNeighbors as GpuNearestNeighbors
-
-        search = GpuNearestNeighbors(n_neighbors=index.k, algorithm="brute", metric=index.metric)
-        return search.fit(cupy.asarray(index.features))
-    from sklearn.neighbors import NearestNeighbors
-
-    search = NearestNeighbors(n_neighbors=index.k, algorithm="brute", metric=index.metric)
-    return search.fit(index.features)
-
-
-def build_predictor(index: KnnIndex, backend: Backend, max_rows: int = 65_536) -> KnnPredictor:
-    return KnnPredictor(index, backend, max_rows)
+def build_predictor(
+    index: KnnIndex, backend: Backend, max_rows: int = 65_536, search: NeighbourIndex | None = None
+) -> KnnPredictor:
+    return KnnPredictor(index, backend, max_rows, search)

@@ -22,6 +22,7 @@ from model_store import ModelStore
 from stream.backend import Backend
 from stream.errors import KnnStreamError
 from stream.heap import freeze_startup_heap
+from stream.predict.index import index_file_bytes, stored_index
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
 from stream.predict.warm import WarmUp, warm_serving_path
@@ -70,18 +71,23 @@ class ModelPlugin(WorkerPlugin):
         self.feature_names = list(loaded.manifest.feature_names)
         if self.backend == "gpu":
             rows, n_features = index.features.shape
-            check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes())
-        predictor = build_predictor(index, self.backend)
+            index_bytes = index_file_bytes(loaded.files)
+            check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes(), index_bytes)
+        search = stored_index(
+            loaded.manifest.extra.get("index"), loaded.files, index.features, index.metric, self.backend
+        )
+        predictor = build_predictor(index, self.backend, search=search)
         if self.backend == "gpu":
             warm_up(predictor)
         self.warmed_up = warm_serving_path(predictor, self.backend, _ONE_PREDICTION_AT_A_TIME)
         self.predictor = predictor  # served only once warmed up
         log.info(
-            "model %s:%s loaded on worker %s (%d rows, backend %s); serving path (%s) warmed up in %.2f s",
+            "model %s:%s loaded on worker %s (%d rows, index %s, backend %s); serving path (%s) warmed up in %.2f s",
             self.model_name,
             self.version,
             worker.address,
             index.features.shape[0],
+            search.spec.kind,
             self.backend,
             ", ".join(self.warmed_up.parts),
             self.warmed_up.seconds,

@@ -81,6 +81,19 @@ class BenchSettings(ComputeSettings):
         "127.0.0.1:9092", description="Kafka to use; a local broker is started there when none answers"
     )
     index_rows: int = Field(100_000, ge=1, description="rows of the model's index")
+    data_kind: Literal["blobs", "correlated"] = Field(
+        "blobs", description="generated rows: blobs (noise around 10 centres) or correlated (8 latent directions)"
+    )
+    data: str | None = Field(
+        None,
+        description="bench a Parquet or CSV table instead: its rows the index, a held-out sample the queries",
+        validation_alias=own_env("bench", "data"),
+    )
+    label: str | None = Field(None, description="label column of --data", validation_alias=own_env("bench", "label"))
+    index: Literal["brute", "ivf-flat", "ivf-pq", "cagra", "hnsw", "auto"] = Field(
+        "brute", description="neighbour index of the model (as knnstream train --index)"
+    )
+    min_recall: float = Field(0.99, gt=0, le=1, description="recall@k the index's search settings must reach")
     features: int = Field(32, ge=1, description="features per record", validation_alias=own_env("bench", "features"))
     k: int = Field(5, ge=1, description="number of neighbours", validation_alias=own_env("bench", "k"))
     batch_size: int = Field(10_000, ge=1, description="micro-batch size (records)")

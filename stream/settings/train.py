@@ -26,6 +26,13 @@ class TrainSettings(ComputeSettings):
     store: str = Field("./models", description="model store root: a directory or fsspec URL")
     name: str = Field(..., description="model name in the store")
     alias: str | None = Field(None, description="alias to point at the new version, e.g. production")
+    index: Literal["brute", "ivf-flat", "ivf-pq", "cagra", "hnsw", "auto"] = Field(
+        "brute",
+        description="neighbour index served: brute (exact), ivf-flat, ivf-pq, cagra (GPU), hnsw, or auto (by size)",
+    )
+    min_recall: float = Field(
+        0.99, gt=0, le=1, description="recall@k against exact search the index's search settings must reach"
+    )
 
     @field_validator("k")
     @classmethod

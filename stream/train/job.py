@@ -18,6 +18,7 @@ from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
 from stream.settings import TrainSettings
 from stream.train.data import Columns, choose_columns, matching_files, read_table
+from stream.train.indexing import ModelIndex, build_model_index, check_buildable
 from stream.train.neighbours import score_by_k
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def train(settings: TrainSettings, client: Client | None = None) -> Manifest:
 
 
 def _train(settings: TrainSettings, backend: Backend, client: Client) -> Manifest:
+    check_buildable(settings.index, backend, settings.metric)
     table = read_table(settings.data, backend)
     columns = choose_columns(table, settings.label, settings.feature_list())
     table = table[[*columns.features, columns.label]].dropna()
@@ -65,10 +67,20 @@ def _train(settings: TrainSettings, backend: Backend, client: Client) -> Manifes
         raise TrainingError(f"no training rows left in {settings.data} after the holdout split")
     log.info("holdout %s with k=%d: %s", settings.task, evaluation.k, evaluation.holdout)
     index = index_from_training_data(settings.task, evaluation.k, settings.metric, features, labels)
-    draft = _manifest_draft(settings, backend, columns, index.classes, len(features), evaluation)
+    model_index = _model_index(settings, backend, index, holdout_part, columns)
+    draft = _manifest_draft(settings, backend, columns, index.classes, len(features), evaluation, model_index)
+    files = {MODEL_FILE: index.to_npz(), **model_index.files}
     return ModelStore(settings.store).publish(
-        settings.name, {MODEL_FILE: index.to_npz()}, draft, aliases=[settings.alias] if settings.alias else []
+        settings.name, files, draft, aliases=[settings.alias] if settings.alias else []
     )
+
+
+def _model_index(
+    settings: TrainSettings, backend: Backend, index: Any, holdout_part: Any, columns: Columns
+) -> ModelIndex:
+    """The served index (:mod:`stream.train.indexing`), tuned on the holdout's rows; none for brute force."""
+    holdout = _collect(holdout_part, columns) if settings.index != "brute" else (np.empty((0, 0)), np.empty(0))
+    return build_model_index(settings.index, index, backend, settings.min_recall, holdout, settings.seed)
 
 
 def _evaluate(
@@ -149,6 +161,7 @@ def _manifest_draft(
     classes: np.ndarray,
     training_rows: int,
     evaluation: Evaluation,
+    model_index: ModelIndex,
 ) -> ManifestDraft:
     return ManifestDraft(
         task=settings.task,
@@ -166,14 +179,15 @@ def _manifest_draft(
             "label": columns.label,
             "validation_by_k": {str(k): v for k, v in evaluation.validation_by_k.items()},
             "data": settings.data,
+            "index": model_index.record,
         },
     )
 
 
 def _library_versions(backend: Backend) -> dict[str, str]:
-    names = ["knnstream", "numpy", "dask", "distributed", "scikit-learn", "pandas"]
+    names = ["knnstream", "numpy", "dask", "distributed", "scikit-learn", "pandas", "faiss-cpu", "hnswlib"]
     if backend == "gpu":
-        names += ["cudf-cu13", "cuml-cu13", "dask-cuda"]
+        names += ["cudf-cu13", "cuml-cu13", "cuvs-cu13", "dask-cuda"]
     versions = {"python": platform.python_version()}
     for name in names:
         try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from stream.bench import run as bench
+from stream.bench.data import correlated
 from stream.settings import BenchSettings
 from tests.helpers import free_consecutive_ports, free_port
 
@@ -78,3 +81,23 @@ def test_replicas_share_the_backlog_in_one_consumer_group(
     assert printed["backlog_driver_cpu_s"] > 0 and printed["backlog_dask_cpu_s"] > 0
     last = printed["backlog_progress"][-1]  # taken as the sampling stopped, after the last prediction read
     assert len(last) == 2 + settings.replicas and last[1] == settings.records
+
+
+def test_a_bench_of_a_users_table_with_an_index_reports_its_recall(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    features, labels = correlated(6_000, 8, seed=2)
+    frame = pd.DataFrame(features, columns=[f"c{i}" for i in range(8)])
+    frame["kind"] = labels
+    frame.to_parquet(tmp_path / "mine.parquet")
+    settings = BenchSettings(
+        bootstrap_servers=kafka_bootstrap, backend="cpu", data=str(tmp_path / "mine.parquet"), label="kind",
+        index="ivf-flat", k=3, batch_size=200, records=500, partitions=2, workers=1, latency_seconds=1,
+        json_output=True, metrics_port=free_port(), batch_max_wait_ms=50,
+    )  # fmt: skip
+    bench.run_bench(settings)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["index_rows"] == 5_400 and printed["features"] == 8  # a tenth held out as the queries
+    assert printed["index"].startswith("ivf-flat n_lists=") and printed["recall"] >= 0.99
+    assert printed["data_kind"] == f"table {tmp_path / 'mine.parquet'}"
+    assert printed["raw_rows_per_s"] > 0 and printed["e2e_rows_per_s"] > 0

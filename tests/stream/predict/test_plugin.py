@@ -15,6 +15,7 @@ from model_store import ModelStore
 from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor, ModelLoadError
+from stream.predict.index import stored_index
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
 from stream.predict.plugin import (
     FeatureShapeError,
@@ -129,3 +130,47 @@ def test_a_matrix_of_another_feature_count_is_refused_by_name() -> None:
         feature_rows(rows, 5)
     with pytest.raises(FeatureShapeError, match=r"shape \(4,\)"):
         feature_rows(np.zeros(4, dtype=np.float32), 4)
+
+
+@pytest.mark.parametrize("kind", ["ivf-flat", "hnsw"])
+def test_a_model_with_an_index_is_loaded_on_every_worker_reloaded_and_shadowed(
+    kind: str, tmp_path: Path, tmp_store: str, backend: Backend
+) -> None:
+    """Its stored index is what each worker searches (late joiners too); a hot switch from an exact
+    version to it, and a shadow of the exact one beside it, work as with exact models."""
+    data = write_history(tmp_path / "history.parquet", rows=6000)
+    values = {"data": str(data), "label": "label", "k": "5", "store": tmp_store, "name": "blobs", "backend": "cpu"}
+    exact_version = train(TrainSettings(**values)).version  # type: ignore[arg-type]
+    indexed = train(TrainSettings(**values, index=kind))  # type: ignore[arg-type]
+    loaded = ModelStore(tmp_store).load(f"blobs:{indexed.version}")
+    model = KnnIndex.from_npz(loaded.files[MODEL_FILE])
+    search = stored_index(indexed.extra["index"], loaded.files, model.features, model.metric, "cpu")
+    queries = blobs(2000, seed=3)[0].astype(np.float32)
+    expected, _ = build_predictor(model, "cpu", search=search).predict_host(queries)
+    exact, _ = build_predictor(model, "cpu").predict_host(queries)
+    client = start_client(backend, None, 1)
+    try:
+        predictor = DaskPredictor(client, backend)
+        predictor.load(ModelPlugin(tmp_store, "blobs", exact_version, backend))
+        predictor.activate(exact_version)
+        np.testing.assert_array_equal(predictor.predict(queries).frame["prediction"].to_numpy(), exact)
+        predictor.load(ModelPlugin(tmp_store, "blobs", indexed.version, backend))
+        predictor.set_shadow(exact_version)  # the exact version stays loaded, as the shadow
+        predictor.activate(indexed.version)
+        prediction = predictor.predict(queries)
+        assert prediction.version == indexed.version and prediction.shadow_version == exact_version
+        served = prediction.frame["prediction"].to_numpy()
+        if backend == "cpu":  # the same FAISS file searched: the same neighbours
+            np.testing.assert_array_equal(served, expected)
+        assert np.mean(served == exact) >= 0.98
+        np.testing.assert_array_equal(prediction.shadow, exact)
+        if backend == "cpu":
+            client.cluster.scale(2)
+            client.wait_for_workers(2, timeout=60)
+            deadline = time.monotonic() + 30
+            while not all(client.run(_holds_model, plugin_name(indexed.version)).values()):
+                assert time.monotonic() < deadline, "the late worker never loaded the model"
+                time.sleep(0.1)
+            np.testing.assert_array_equal(predictor.predict(queries).frame["prediction"].to_numpy(), expected)
+    finally:
+        close_client(client)

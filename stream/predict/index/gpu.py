@@ -1,0 +1,146 @@
+"""GPU indexes: cuML's exact brute force and cuVS's IVF-Flat, IVF-PQ (with refinement) and CAGRA.
+
+cuVS searches squared L2 (``sqeuclidean``); distances are turned into euclidean ones here.
+Every import of a GPU library is inside a function, so this module loads on a CPU host.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from stream.predict.index.base import IndexKind, IndexSpec, Params, probe_grid
+from stream.predict.index.cpu import HNSW_FILE, REFINE_RATIOS, default_build_params
+
+CUVS_FILE = "index.cuvs"
+ITOPK_SIZES = (16, 32, 64, 128, 256, 512)
+HNSW_EF_CONSTRUCTION = 200
+
+
+class CumlBrute:
+    """Exact search on the GPU, cuML's brute force (cuVS's fused kernel underneath)."""
+
+    def __init__(self, features: np.ndarray, metric: str) -> None:
+        import cupy
+        from cuml.neighbors import NearestNeighbors
+
+        self.spec = IndexSpec("brute")
+        self._search = NearestNeighbors(algorithm="brute", metric=metric).fit(cupy.asarray(features))
+
+    def kneighbors(self, rows: Any, k: int) -> tuple[Any, Any]:
+        return self._search.kneighbors(rows, n_neighbors=k)
+
+    def search_grid(self, k: int) -> list[Params]:
+        return [{}]
+
+    def set_search(self, params: Params) -> None:
+        return None
+
+    def files(self) -> dict[str, bytes]:
+        return {}
+
+
+class CuvsIndex:
+    """A cuVS IVF-Flat, IVF-PQ or CAGRA index; IVF-PQ candidates are refined on the rows kept on
+    the device (``refine_ratio`` times k candidates, re-ranked by exact distance)."""
+
+    def __init__(self, spec: IndexSpec, index: Any, dataset: Any) -> None:
+        self.spec = spec
+        self._index = index
+        self._dataset = dataset  # the rows on the device, for IVF-PQ's refinement
+
+    def kneighbors(self, rows: Any, k: int) -> tuple[Any, Any]:
+        import cupy
+
+        queries = cupy.ascontiguousarray(cupy.asarray(rows, dtype=cupy.float32))
+        squared, indices = self._search(queries, k)
+        squared, indices = cupy.asarray(squared), cupy.asarray(indices).astype(cupy.int64)
+        return cupy.sqrt(cupy.maximum(squared, 0)), indices
+
+    def _search(self, queries: Any, k: int) -> tuple[Any, Any]:
+        from cuvs.neighbors import cagra, ivf_flat, ivf_pq, refine
+
+        search = self.spec.search
+        if self.spec.kind == "cagra":
+            params = cagra.SearchParams(itopk_size=max(search["itopk"], k))
+            return cagra.search(params, self._index, queries, k)
+        if self.spec.kind == "ivf-flat":
+            return ivf_flat.search(ivf_flat.SearchParams(n_probes=search["n_probes"]), self._index, queries, k)
+        candidates = k * search["refine_ratio"]
+        _, found = ivf_pq.search(ivf_pq.SearchParams(n_probes=search["n_probes"]), self._index, queries, candidates)
+        return refine(self._dataset, queries, found, k=k, metric="sqeuclidean")
+
+    def search_grid(self, k: int) -> list[Params]:
+        if self.spec.kind == "cagra":
+            return [{"itopk": size} for size in ITOPK_SIZES if size >= k] or [{"itopk": k}]
+        probes = probe_grid(self.spec.build["n_lists"])
+        if self.spec.kind == "ivf-flat":
+            return [{"n_probes": probe} for probe in probes]
+        return [{"n_probes": probe, "refine_ratio": ratio} for probe in probes for ratio in REFINE_RATIOS]
+
+    def set_search(self, params: Params) -> None:
+        self.spec = IndexSpec(self.spec.kind, self.spec.build, {**self.spec.search, **params})
+
+    def files(self) -> dict[str, bytes]:
+        """The cuVS index (``save``); for CAGRA also its HNSW form, which a CPU worker serves."""
+        from cuvs.neighbors import cagra, hnsw, ivf_flat, ivf_pq
+
+        module = {"cagra": cagra, "ivf-flat": ivf_flat, "ivf-pq": ivf_pq}[self.spec.kind]
+        files = {CUVS_FILE: _saved(lambda path: module.save(path, self._index))}
+        if self.spec.kind == "cagra":
+            form = hnsw.from_cagra(hnsw.IndexParams(hierarchy="cpu", ef_construction=HNSW_EF_CONSTRUCTION), self._index)
+            files[HNSW_FILE] = _saved(lambda path: hnsw.save(path, form))
+        return files
+
+
+def build_cuvs(kind: IndexKind, features: np.ndarray, build: Params | None = None) -> CuvsIndex:
+    import cupy
+    from cuvs.neighbors import cagra, ivf_flat, ivf_pq
+
+    dataset = cupy.asarray(np.ascontiguousarray(features, dtype=np.float32))
+    params = {**default_build_params(kind, dataset.shape[0], dataset.shape[1]), **(build or {})}
+    if kind == "ivf-pq" and params["pq_dim"] * params["pq_bits"] % 8:
+        params["pq_bits"] = 8  # cuVS packs codes in bytes: pq_dim x pq_bits must be a multiple of 8
+    if kind == "cagra":
+        index_params = cagra.IndexParams(
+            metric="sqeuclidean",
+            graph_degree=params["graph_degree"],
+            intermediate_graph_degree=params["intermediate_graph_degree"],
+        )
+        index = cagra.build(index_params, dataset)
+    elif kind == "ivf-flat":
+        index = ivf_flat.build(ivf_flat.IndexParams(n_lists=params["n_lists"], metric="sqeuclidean"), dataset)
+    else:
+        pq_params = ivf_pq.IndexParams(
+            n_lists=params["n_lists"], metric="sqeuclidean", pq_dim=params["pq_dim"], pq_bits=params["pq_bits"]
+        )
+        index = ivf_pq.build(pq_params, dataset)
+    built = CuvsIndex(IndexSpec(kind, params), index, dataset)
+    built.set_search(built.search_grid(1)[0])
+    return built
+
+
+def load_cuvs(spec: IndexSpec, payload: bytes, features: np.ndarray) -> CuvsIndex:
+    import cupy
+    from cuvs.neighbors import cagra, ivf_flat, ivf_pq
+
+    module = {"cagra": cagra, "ivf-flat": ivf_flat, "ivf-pq": ivf_pq}[spec.kind]
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, CUVS_FILE)
+        with open(path, "wb") as file:
+            file.write(payload)
+        index = module.load(path)
+    dataset = cupy.asarray(features) if spec.kind == "ivf-pq" else None
+    return CuvsIndex(spec, index, dataset)
+
+
+def _saved(save: Callable[[str], None]) -> bytes:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "index.bin")
+        save(path)
+        with open(path, "rb") as file:
+            return file.read()
