@@ -86,15 +86,20 @@ class CuvsIndex:
         self.spec = IndexSpec(self.spec.kind, self.spec.build, {**self.spec.search, **params})
 
     def files(self) -> dict[str, bytes]:
-        """The cuVS index (``save``); for CAGRA also its HNSW form, which a CPU worker serves."""
-        from cuvs.neighbors import cagra, hnsw, ivf_flat, ivf_pq
+        """The cuVS IVF index (``save``); for CAGRA its HNSW form, which a CPU worker serves.
 
-        module = {"cagra": cagra, "ivf-flat": ivf_flat, "ivf-pq": ivf_pq}[self.spec.kind]
-        files = {CUVS_FILE: _saved(lambda path: module.save(path, self._index))}
+        A CAGRA graph is not stored in cuVS's own format: cuVS calls that serialisation experimental,
+        with no promise that another release reads it (and ``cagra.load``'s arguments differ between
+        releases), so a GPU worker builds the graph again from the stored rows with the stored
+        parameters, in seconds even at ten million rows.
+        """
+        from cuvs.neighbors import hnsw, ivf_flat, ivf_pq
+
         if self.spec.kind == "cagra":
             form = hnsw.from_cagra(hnsw.IndexParams(hierarchy="cpu", ef_construction=HNSW_EF_CONSTRUCTION), self._index)
-            files[HNSW_FILE] = _saved(lambda path: hnsw.save(path, form))
-        return files
+            return {HNSW_FILE: _saved(lambda path: hnsw.save(path, form))}
+        module = {"ivf-flat": ivf_flat, "ivf-pq": ivf_pq}[self.spec.kind]
+        return {CUVS_FILE: _saved(lambda path: module.save(path, self._index))}
 
 
 def build_cuvs(kind: IndexKind, features: np.ndarray, build: Params | None = None) -> CuvsIndex:
@@ -126,9 +131,9 @@ def build_cuvs(kind: IndexKind, features: np.ndarray, build: Params | None = Non
 
 def load_cuvs(spec: IndexSpec, payload: bytes, features: np.ndarray) -> CuvsIndex:
     import cupy
-    from cuvs.neighbors import cagra, ivf_flat, ivf_pq
+    from cuvs.neighbors import ivf_flat, ivf_pq
 
-    module = {"cagra": cagra, "ivf-flat": ivf_flat, "ivf-pq": ivf_pq}[spec.kind]
+    module = {"ivf-flat": ivf_flat, "ivf-pq": ivf_pq}[spec.kind]
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, CUVS_FILE)
         with open(path, "wb") as file:

@@ -66,7 +66,7 @@ def _load_or_rebuild(
 ) -> NeighbourIndex:
     if spec.kind == "cagra":
         if backend == "gpu":
-            return load_cuvs(spec, _required(files, CUVS_FILE, spec), features)
+            return build_cuvs(spec.kind, features, spec.build)  # the graph is built again (CuvsIndex.files)
         return HnswlibIndex(spec, _required(files, HNSW_FILE, spec), features.shape[1])
     if spec.kind == "hnsw":
         return load_faiss(spec, _required(files, FAISS_FILE, spec))

@@ -64,7 +64,20 @@ def test_gpu_brute_force_agrees_with_scikit_learn(rows: tuple[np.ndarray, np.nda
     np.testing.assert_allclose(distances[:, 0], exact[0][:, 0], rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-pq", "cagra"])
+def test_a_cagra_model_is_built_again_on_the_gpu_within_a_hundredth_of_its_recall(
+    rows: tuple[np.ndarray, np.ndarray], exact: tuple
+) -> None:
+    features, queries = rows
+    built = build_index("cagra", features, "euclidean", "gpu")
+    built.set_search(SETTINGS["cagra"])
+    files = built.files()
+    assert "index.cuvs" not in files and "index.hnsw" in files
+    loaded = load_index(built.spec, files, features, "euclidean", "gpu")
+    recall_built = recall_at_k(_searched(built, queries)[1], exact[1])
+    assert abs(recall_at_k(_searched(loaded, queries)[1], exact[1]) - recall_built) <= 0.01
+
+
+@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-pq"])
 def test_saved_cuvs_indexes_load_to_the_same_search(kind: str, rows: tuple[np.ndarray, np.ndarray]) -> None:
     features, queries = rows
     built = build_index(kind, features, "euclidean", "gpu")  # type: ignore[arg-type]
