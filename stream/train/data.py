@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fsspec.core import get_fs_token_paths
+
 from stream.backend import Backend, get_dd_pkg
 from stream.errors import TrainingError
 
@@ -20,6 +22,7 @@ class Columns:
 
 def read_table(path: str, backend: Backend) -> Any:
     """A Dask dataframe (dask_cudf on the GPU backend) of the files at ``path``."""
+    _require_files(path)
     dd = get_dd_pkg(backend)
     lowered = path.lower().rstrip("/")
     try:
@@ -28,6 +31,17 @@ def read_table(path: str, backend: Backend) -> Any:
         return dd.read_parquet(path)
     except (OSError, ValueError) as exc:
         raise TrainingError(f"cannot read training data at {path}: {exc}") from exc
+
+
+def _require_files(path: str) -> None:
+    """Refuse, in one line, a path or glob that names nothing (Dask's own error does not say so)."""
+    try:
+        storage, _, paths = get_fs_token_paths(path)
+        found = bool(paths) and storage.exists(paths[0])
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"cannot read training data at {path}: {exc}") from exc
+    if not found:
+        raise TrainingError(f"no file matches {path!r}")
 
 
 def choose_columns(frame: Any, label: str, features: list[str] | None) -> Columns:
