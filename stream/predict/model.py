@@ -109,6 +109,8 @@ def label_array(labels: Any) -> np.ndarray:
     """Labels as a NumPy array that loads without pickle: text (Python objects, pandas strings)
     as fixed-width unicode; integers, floats and booleans as they are."""
     values = np.asarray(labels)
+    if values.dtype.kind == "O":  # Python objects: let NumPy find their common type
+        values = np.array(values.tolist())
     return values.astype(str) if values.dtype.kind in "OSU" else values
 
 
