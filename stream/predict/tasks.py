@@ -25,7 +25,7 @@ class ScoredLines:
     :func:`~stream.predict.plugin.predict_on_worker` returns."""
 
     ids: pa.Array
-    predicted: Any  # a pandas frame of prediction and distance
+    predicted: Any  # a pandas frame of prediction and distance (and probabilities, when asked)
     shadow: np.ndarray | None
 
 
@@ -36,11 +36,12 @@ def score_lines_on_worker(
     version: str,
     shadow_version: str | None = None,
     input_format: InputFormat = "json",
+    probabilities: bool = False,
 ) -> ScoredLines | None:
     """Dask task: parse the records (one per key) and predict them with ``version`` (and the shadow)."""
     decoded = parse_part(input_format, payload, keys, n_features, worker_plugin(version).backend)
     if decoded is None:
         return None
     ids, matrix = decoded
-    predicted, shadow = predict_on_worker(matrix, version, shadow_version)
+    predicted, shadow = predict_on_worker(matrix, version, shadow_version, probabilities)
     return ScoredLines(ids, predicted, shadow)
