@@ -69,7 +69,9 @@ def encode_values(
     """The JSON value of each prediction, assembled column-wise by Arrow (the hot path of the
     worker): quoted ids, predictions and distances as JSON text, joined with the constant parts.
     ``probabilities``, when given, holds each record's JSON object of class probabilities."""
-    tail: list[Any] = ["}"] if probabilities is None else [', "probabilities": ', pa.array(probabilities), "}"]
+    tail: list[Any] = ["}"]
+    if probabilities is not None:
+        tail = [', "probabilities": ', pc.cast(pa.array(probabilities), pa.string()), "}"]
     values = pc.binary_join_element_wise(
         '{"id": ',
         _json_strings(ids.cast(pa.string())),
