@@ -49,9 +49,8 @@ def neighbour_weights(distances: Any, weights: Weights, xp: Any) -> Any | None:
     with np.errstate(divide="ignore"):
         inverse = 1.0 / xp.asarray(distances, dtype=xp.float64)
     at_zero = xp.isinf(inverse)
-    rows_at_zero = at_zero.any(axis=1)
-    inverse[rows_at_zero] = at_zero[rows_at_zero]
-    return inverse
+    rows_at_zero = at_zero.any(axis=1, keepdims=True)
+    return xp.where(rows_at_zero, at_zero.astype(xp.float64), inverse)
 
 
 def class_totals(neighbour_codes: Any, n_classes: int, xp: Any, weights: Any | None = None) -> Any:
