@@ -22,7 +22,7 @@ class Columns:
 
 def read_table(path: str, backend: Backend) -> Any:
     """A Dask dataframe (dask_cudf on the GPU backend) of the files at ``path``."""
-    _require_files(path)
+    require_files(path)
     dd = get_dd_pkg(backend)
     lowered = path.lower().rstrip("/")
     try:
@@ -33,7 +33,7 @@ def read_table(path: str, backend: Backend) -> Any:
         raise TrainingError(f"cannot read training data at {path}: {exc}") from exc
 
 
-def _require_files(path: str) -> None:
+def require_files(path: str) -> None:
     """Refuse, in one line, a path or glob that names nothing (Dask's own error does not say so)."""
     try:
         storage, _, paths = get_fs_token_paths(path)

@@ -25,7 +25,7 @@ from stream.errors import TrainingError
 from stream.predict.cluster import close_client, start_client
 from stream.predict.model import FORMAT, MODEL_FILE, KnnIndex, build_predictor, index_from_training_data
 from stream.settings import TrainSettings
-from stream.train.data import Columns, choose_columns, read_table
+from stream.train.data import Columns, choose_columns, read_table, require_files
 from stream.train.neighbours import score_by_k
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Evaluation:
 def train(settings: TrainSettings, client: Client | None = None) -> Manifest:
     """Fit, evaluate and publish; uses ``client`` or starts (and stops) a cluster of its own."""
     backend = resolve_backend(settings.backend)
+    require_files(settings.data)  # before a cluster is started for nothing
     own_client = client is None
     client = client or start_client(backend, settings.scheduler, settings.dask_workers, settings.rmm_pool_size)
     try:
