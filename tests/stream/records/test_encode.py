@@ -35,7 +35,7 @@ def test_each_record_is_valid_json_keyed_like_its_input(string_type: pa.DataType
 
 def test_booleans_are_json_booleans_and_probabilities_json_objects_keyed_by_class() -> None:
     shares = np.array([[0.25, 0.75], [1.0, 0.0]])
-    messages = [FakeMessage(b"{}", key_=b"k0"), FakeMessage(b"{}", key_=b"k1")]
+    messages = [FakeMessage(b"{}", offset=0, key=b"k0"), FakeMessage(b"{}", offset=1, key=b"k1")]
     for classes, keys in (([False, True], ["false", "true"]), (np.array(["fraud", "ok"]), ["fraud", "ok"])):
         probabilities = probability_objects(classes, shares)
         records = encode_scored(
