@@ -17,7 +17,7 @@ from model_store.names import (
 )
 
 Task = Literal["classification", "regression"]
-ClassLabel = str | int | float
+ClassLabel = str | int | float | bool
 
 MANIFEST_SCHEMA = 1
 _SCHEMA_KEY = "manifest_schema"
@@ -187,9 +187,12 @@ def _checked_feature_names(value: object, n_features: int) -> tuple[str, ...]:
 
 def _checked_classes(value: object, task: str) -> tuple[ClassLabel, ...]:
     labels = _sequence("classes", value)
+    booleans = [isinstance(label, bool) for label in labels]
+    if any(booleans) and not all(booleans):  # True == 1: a mix could not tell the classes apart
+        raise InvalidManifestError(f"boolean class labels cannot be mixed with others: {list(labels)}")
     for label in labels:
-        if isinstance(label, bool) or not isinstance(label, (str, int, float)):
-            raise InvalidManifestError(f"class label must be str, int or float, got {label!r}")
+        if not isinstance(label, (str, int, float)):
+            raise InvalidManifestError(f"class label must be str, int, float or bool, got {label!r}")
         if isinstance(label, float) and not math.isfinite(label):
             raise InvalidManifestError(f"class label must be finite, got {label!r}")
     if len(set(labels)) != len(labels):

@@ -34,9 +34,11 @@ def store_root(store: str) -> str:
     return store if "://" in store else os.path.abspath(store)
 
 
-def install_model(client: Client, backend: Backend, store: str, manifest: Manifest) -> DaskPredictor:
+def install_model(
+    client: Client, backend: Backend, store: str, manifest: Manifest, probabilities: bool = False
+) -> DaskPredictor:
     """Load exactly ``manifest``'s version on every worker (the streaming worker's plugin)."""
-    predictor = DaskPredictor(client, backend)
+    predictor = DaskPredictor(client, backend, probabilities=probabilities)
     predictor.load(ModelPlugin(store_root(store), manifest.name, manifest.version, backend))
     predictor.activate(manifest.version)
     return predictor

@@ -19,6 +19,7 @@ from distributed import get_worker
 from model_store import Manifest
 from stream.backend import Backend, get_array_pkg, get_df_pkg
 from stream.predict.plugin import worker_predictor
+from stream.records.encode import probability_objects
 
 OUTPUT_COLUMNS = ("id", "prediction", "model_version", "distance")
 
@@ -35,21 +36,23 @@ class PartitionJob:
     event_topic: str
 
 
-def output_meta(backend: Backend, manifest: Manifest) -> Any:
-    """The empty output frame: the columns and types of every output part."""
+def output_meta(backend: Backend, manifest: Manifest, probabilities: bool = False) -> Any:
+    """The empty output frame: the columns and types of every output part (``probabilities``,
+    each row's JSON object of class probabilities, when asked of a classifier)."""
     df = get_df_pkg(backend)
     if manifest.task == "classification":
         prediction = df.Series(np.asarray(manifest.classes)[:0])
     else:
-        prediction = df.Series([], dtype="float32")
-    return df.DataFrame(
-        {
-            "id": df.Series([], dtype="str"),
-            "prediction": prediction,
-            "model_version": df.Series([], dtype="str"),
-            "distance": df.Series([], dtype="float32"),
-        }
-    )
+        prediction = df.Series([], dtype="float64")
+    columns = {
+        "id": df.Series([], dtype="str"),
+        "prediction": prediction,
+        "model_version": df.Series([], dtype="str"),
+        "distance": df.Series([], dtype="float32"),
+    }
+    if probabilities and manifest.task == "classification":
+        columns["probabilities"] = df.Series([], dtype="str")
+    return df.DataFrame(columns)
 
 
 def score_partition(frame: Any, job: PartitionJob, partition_info: dict[str, Any] | None = None) -> Any:
@@ -73,6 +76,10 @@ def score_partition(frame: Any, job: PartitionJob, partition_info: dict[str, Any
     )
     out["model_version"] = job.version
     out["distance"] = predicted["distance"].reset_index(drop=True)
+    if "probabilities" in job.dtypes:
+        _, _, shares = predictor.predict_proba_host(matrix[kept])
+        texts = probability_objects(predictor.index.classes, shares).to_numpy(zero_copy_only=False)
+        out["probabilities"] = get_df_pkg(job.backend).Series(texts)
     _report(job, partition_info, len(frame), len(kept), rejected)
     return out.astype(job.dtypes)
 
@@ -103,4 +110,4 @@ def _report(
 
 def _empty(job: PartitionJob) -> Any:
     df = get_df_pkg(job.backend)
-    return df.DataFrame({column: df.Series([], dtype=job.dtypes[column]) for column in OUTPUT_COLUMNS})
+    return df.DataFrame({column: df.Series([], dtype=dtype) for column, dtype in job.dtypes.items()})

@@ -71,7 +71,7 @@ def run_replay(
                 metrics_endpoint(metrics, settings.metrics_host, settings.metrics_port),
                 job_client(settings, backend, client) as dask_client,
             ):
-                scorer = _scorer(install_model(dask_client, backend, settings.store, manifest))
+                scorer = _scorer(install_model(dask_client, backend, settings.store, manifest, settings.probabilities))
                 _replay(settings, manifest, ranges, reader, scorer, sink.deliver, progress)
         progress.finish()
     finally:
@@ -92,7 +92,7 @@ def run_replay(
     )
 
 
-Scorer = Callable[[np.ndarray], tuple[str, np.ndarray, np.ndarray]]
+Scorer = Callable[[np.ndarray], tuple[str, np.ndarray, np.ndarray, Any]]
 
 
 def _replay(
@@ -121,8 +121,8 @@ def _replay(
 def _records(settings: ReplaySettings, decoded: DecodedBatch, score: Scorer) -> list[OutboundRecord]:
     records: list[OutboundRecord] = []
     if decoded.ids:
-        version, predictions, distances = score(decoded.features)
-        records += encode_predictions(decoded, predictions, distances, version, settings.output_topic)
+        version, predictions, distances, probabilities = score(decoded.features)
+        records += encode_predictions(decoded, predictions, distances, version, settings.output_topic, probabilities)
     if settings.dlq_topic is not None:
         records += encode_dead_letters(decoded.dead_letters, settings.dlq_topic, settings.max_record_bytes)
     else:
@@ -135,12 +135,14 @@ def _records(settings: ReplaySettings, decoded: DecodedBatch, score: Scorer) -> 
 
 
 def _scorer(predictor: DaskPredictor) -> Scorer:
-    """Host feature rows → (version, predictions, distances), through the workers' plugin."""
+    """Host feature rows → (version, predictions, distances, probabilities or ``None``), through
+    the workers' plugin."""
 
-    def score(features: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    def score(features: np.ndarray) -> tuple[str, np.ndarray, np.ndarray, Any]:
         prediction = predictor.predict(features)
         frame: Any = prediction.frame
-        return prediction.version, frame["prediction"].to_numpy(), frame["distance"].to_numpy()
+        probabilities = frame.get("probabilities")
+        return prediction.version, frame["prediction"].to_numpy(), frame["distance"].to_numpy(), probabilities
 
     return score
 

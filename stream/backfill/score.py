@@ -53,7 +53,7 @@ def run_score(
     table = read_input(settings.data, backend, settings.id_column, manifest.feature_names)
     metrics = metrics or BackfillMetrics()
     progress = Progress("score", metrics, progress_line("score", settings.progress, stream), unit="parts")
-    meta = output_meta(backend, manifest)
+    meta = output_meta(backend, manifest, settings.probabilities)
     job = PartitionJob(
         backend=backend,
         version=manifest.version,
@@ -66,7 +66,7 @@ def run_score(
         metrics_endpoint(metrics, settings.metrics_host, settings.metrics_port),
         job_client(settings, backend, client) as dask_client,
     ):
-        install_model(dask_client, backend, settings.store, manifest)
+        install_model(dask_client, backend, settings.store, manifest, settings.probabilities)
         write = _write_graph(table, job, meta, settings)
         log.info("scoring %d partitions of %s with %s:%s", table.npartitions, settings.data, manifest.name, job.version)
         try:

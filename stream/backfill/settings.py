@@ -24,6 +24,9 @@ class _JobSettings(ComputeSettings):
         None, ge=0, le=65535, description="serve Prometheus /metrics on this port while the job runs (0: any free port)"
     )
     progress: ProgressChoice = Field("auto", description="progress line on standard error: auto (on a terminal)")
+    probabilities: bool = Field(
+        False, description='add "probabilities": {"<class>": p} (predict_proba) to each prediction of a classifier'
+    )
 
 
 class ScoreSettings(_JobSettings):

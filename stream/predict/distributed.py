@@ -77,9 +77,15 @@ class DaskPredictor:
     """
 
     def __init__(
-        self, client: Client, backend: Backend, input_format: InputFormat = "json", batches_in_flight: int = 1
+        self,
+        client: Client,
+        backend: Backend,
+        input_format: InputFormat = "json",
+        batches_in_flight: int = 1,
+        probabilities: bool = False,
     ) -> None:
         self._client = client
+        self._probabilities = probabilities  # each prediction also carries a classifier's class probabilities
         self._backend = backend
         self._input_format = input_format  # of the raw values given to predict_lines and produce_lines
         self._batches_in_flight = max(1, batches_in_flight)
@@ -129,7 +135,10 @@ class DaskPredictor:
         """
         version, shadow_version = self._versions()
         parts = split_rows(features, len(self._worker_addresses()))
-        futures = [self._client.submit(predict_on_worker, part, version, shadow_version, pure=False) for part in parts]
+        futures = [
+            self._client.submit(predict_on_worker, part, version, shadow_version, self._probabilities, pure=False)
+            for part in parts
+        ]
         return _combine(self._client.gather(futures), version, shadow_version)
 
     def predict_lines(
@@ -140,7 +149,14 @@ class DaskPredictor:
         bad ones)."""
         version, shadow_version = self._versions()
         _, futures = self._submit_parts(
-            score_lines_on_worker, values, keys, n_features, version, shadow_version, self._input_format
+            score_lines_on_worker,
+            values,
+            keys,
+            n_features,
+            version,
+            shadow_version,
+            self._input_format,
+            self._probabilities,
         )
         answers: list[ScoredLines | None] = self._client.gather(futures)
         scored = [answer for answer in answers if answer is not None]
@@ -162,7 +178,7 @@ class DaskPredictor:
         produces the predictions there (the sink's, :func:`stream.sink.workers.score_and_produce_on_worker`);
         returns at once, before the workers are done."""
         version, shadow_version = self._versions()
-        extra = (version, shadow_version, output_topic, self._input_format)
+        extra = (version, shadow_version, output_topic, self._input_format, self._probabilities)
         bounds, futures = self._submit_parts(task, values, keys, n_features, *extra)
         return ProducedParts(self._client, bounds, futures, version, shadow_version)
 

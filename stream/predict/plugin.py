@@ -26,6 +26,7 @@ from stream.predict.index import index_file_bytes, stored_index
 from stream.predict.memory import check_fits, free_device_bytes
 from stream.predict.model import MODEL_FILE, KnnIndex, KnnPredictor, build_predictor
 from stream.predict.warm import WarmUp, warm_serving_path
+from stream.records.encode import probability_objects
 
 PLUGIN_PREFIX = "knnstream-model-"
 HEAP_PLUGIN_NAME = "knnstream-frozen-heap"
@@ -151,21 +152,33 @@ def worker_predictor(version: str, worker: Any = None) -> KnnPredictor:
     return predictor
 
 
-def predict_on_worker(features: Any, version: str, shadow_version: str | None = None) -> tuple[Any, Any]:
+def predict_on_worker(
+    features: Any, version: str, shadow_version: str | None = None, probabilities: bool = False
+) -> tuple[Any, Any]:
     """Dask task: predict one partition of rows with ``version`` (and ``shadow_version``).
 
     ``features`` are host rows sent by the driver (only host arrays cross the network), or a
     matrix parsed on this worker (:mod:`stream.predict.tasks`, a CuPy matrix on a GPU worker).
-    Returns a pandas frame of ``prediction`` and ``distance``, and the shadow's predictions as
-    an array (or ``None``).
+    Returns a pandas frame of ``prediction`` and ``distance`` (with ``probabilities``, each
+    record's JSON object of class probabilities, when asked of a classifier), and the shadow's
+    predictions as an array (or ``None``).
     """
     rows = feature_rows(features, len(worker_plugin(version).feature_names))
+    predictor = worker_predictor(version)
+    with_probabilities = probabilities and predictor.index.task == "classification"
+    columns: dict[str, Any] = {}
     with _ONE_PREDICTION_AT_A_TIME:
-        predictions, distances = worker_predictor(version).predict_host(rows)
+        if with_probabilities:
+            predictions, distances, shares = predictor.predict_proba_host(rows)
+            columns["probabilities"] = probability_objects(predictor.index.classes, shares).to_numpy(
+                zero_copy_only=False
+            )
+        else:
+            predictions, distances = predictor.predict_host(rows)
         shadow = None
         if shadow_version is not None:
             shadow, _ = worker_predictor(shadow_version).predict_host(rows)
-    return pd.DataFrame({"prediction": predictions, "distance": distances}), shadow
+    return pd.DataFrame({"prediction": predictions, "distance": distances, **columns}), shadow
 
 
 def feature_rows(features: Any, n_features: int) -> Any:

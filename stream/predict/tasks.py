@@ -26,7 +26,7 @@ class ScoredLines:
     :func:`~stream.predict.plugin.predict_on_worker` returns."""
 
     ids: pa.Array
-    predicted: Any  # a pandas frame of prediction and distance
+    predicted: Any  # a pandas frame of prediction and distance (and probabilities, when asked)
     shadow: np.ndarray | None
     seconds: tuple[tuple[str, float], ...] = ()  # each stage's time on the worker: decode, predict, ...
 
@@ -38,6 +38,7 @@ def score_lines_on_worker(
     version: str,
     shadow_version: str | None = None,
     input_format: InputFormat = "json",
+    probabilities: bool = False,
 ) -> ScoredLines | None:
     """Dask task: parse the records (one per key) and predict them with ``version`` (and the shadow)."""
     started = time.perf_counter()
@@ -46,7 +47,7 @@ def score_lines_on_worker(
         return None
     parsed = time.perf_counter()
     ids, matrix = decoded
-    predicted, shadow = predict_on_worker(matrix, version, shadow_version)
+    predicted, shadow = predict_on_worker(matrix, version, shadow_version, probabilities)
     return ScoredLines(
         ids, predicted, shadow, (("decode", parsed - started), ("predict", time.perf_counter() - parsed))
     )

@@ -33,11 +33,12 @@ def encode_predictions(
     distances: np.ndarray,
     model_version: str,
     output_topic: str,
+    probabilities: Any = None,
 ) -> list[OutboundRecord]:
-    """JSON ``{"id", "prediction", "model_version", "distance"}`` keyed like the input record."""
-    return encode_scored(
-        decoded.messages, pa.array(decoded.ids, pa.string()), predictions, distances, model_version, output_topic
-    )
+    """JSON ``{"id", "prediction", "model_version", "distance"}`` keyed like the input record
+    (and ``"probabilities"`` when given: :func:`probability_objects`)."""
+    ids = pa.array(decoded.ids, pa.string())
+    return encode_scored(decoded.messages, ids, predictions, distances, model_version, output_topic, probabilities)
 
 
 def encode_scored(
@@ -47,10 +48,11 @@ def encode_scored(
     distances: np.ndarray,
     model_version: str,
     output_topic: str,
+    probabilities: Any = None,
 ) -> list[OutboundRecord]:
     """One prediction record per message (row i answers ``messages[i]``), keyed like it."""
     headers = prediction_headers(model_version)
-    values = encode_values(ids, predictions, distances, model_version)
+    values = encode_values(ids, predictions, distances, model_version, probabilities)
     return [
         OutboundRecord(output_topic, message.key(), value, headers, message)
         for message, value in zip(messages, values, strict=True)
@@ -61,9 +63,15 @@ def prediction_headers(model_version: str) -> tuple[tuple[str, bytes], ...]:
     return ((MODEL_VERSION_HEADER, model_version.encode()),)
 
 
-def encode_values(ids: pa.Array, predictions: np.ndarray, distances: np.ndarray, model_version: str) -> list[bytes]:
+def encode_values(
+    ids: pa.Array, predictions: np.ndarray, distances: np.ndarray, model_version: str, probabilities: Any = None
+) -> list[bytes]:
     """The JSON value of each prediction, assembled column-wise by Arrow (the hot path of the
-    worker): quoted ids, predictions and distances as JSON text, joined with the constant parts."""
+    worker): quoted ids, predictions and distances as JSON text, joined with the constant parts.
+    ``probabilities``, when given, holds each record's JSON object of class probabilities."""
+    tail: list[Any] = ["}"]
+    if probabilities is not None:
+        tail = [', "probabilities": ', pc.cast(pa.array(probabilities), pa.string()), "}"]
     values = pc.binary_join_element_wise(
         '{"id": ',
         _json_strings(ids.cast(pa.string())),
@@ -71,7 +79,7 @@ def encode_values(ids: pa.Array, predictions: np.ndarray, distances: np.ndarray,
         _json_values(predictions),
         f', "model_version": {json.dumps(model_version)}, "distance": ',
         _json_values(distances),
-        "}",
+        *tail,
         "",
     )
     values_as_bytes: list[bytes] = values.cast(pa.binary()).to_pylist()
@@ -86,14 +94,33 @@ def _json_strings(strings: pa.Array) -> pa.Array:
 
 
 def _json_values(values: np.ndarray) -> pa.Array:
-    """Numbers as JSON numbers (non-finite ones as ``null``), anything else as JSON strings."""
-    if values.dtype.kind in "iub":
+    """Numbers as JSON numbers (non-finite ones as ``null``), booleans as JSON booleans, anything
+    else as JSON strings."""
+    if values.dtype.kind == "b":
+        return pc.if_else(pa.array(values), pa.scalar("true"), pa.scalar("false"))
+    if values.dtype.kind in "iu":
         return pc.cast(pa.array(values.astype(np.int64)), pa.string())
     if values.dtype.kind == "f":
         numbers = pa.array(values.astype(np.float64))
         text = pc.cast(numbers, pa.string())
         return pc.if_else(pc.is_finite(numbers), text, pa.scalar("null"))
     return pa.array([json.dumps(v.item() if isinstance(v, np.generic) else v) for v in values], pa.string())
+
+
+def probability_objects(classes: Sequence[Any] | np.ndarray, probabilities: np.ndarray) -> pa.Array:
+    """Each row of ``probabilities`` (one column per class) as the JSON object
+    ``{"<class>": p, ...}``, the classes as text, in their order."""
+    parts: list[Any] = []
+    for column, label in enumerate(classes):
+        name = json.dumps(class_key(label))
+        parts += [("{" if column == 0 else ", ") + name + ": ", _json_values(probabilities[:, column])]
+    return pc.binary_join_element_wise(*parts, "}", "")
+
+
+def class_key(label: Any) -> str:
+    """A class label as a JSON object key: a string as it is, anything else as its JSON text."""
+    value = label.item() if isinstance(label, np.generic) else label
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def encode_dead_letters(

@@ -139,14 +139,23 @@ class BatchStages:
         self.on_prediction(prediction)
         frame = prediction.frame
         predictions, distances = frame["prediction"].to_numpy(), frame["distance"].to_numpy()
-        return PredictedStage(batch, scored, ids, predictions, distances, prediction.version, dead_letters)
+        probabilities = frame.get("probabilities")
+        return PredictedStage(
+            batch, scored, ids, predictions, distances, prediction.version, dead_letters, None, probabilities
+        )
 
     def encode(self, stage: PredictedStage) -> EncodedStage:
         if stage.produced is not None:
             return EncodedStage(stage.batch, [], 0, [], stage.produced)
         started = time.perf_counter()
         records = encode_scored(
-            stage.scored, stage.ids, stage.predictions, stage.distances, stage.model_version, self.config.output_topic
+            stage.scored,
+            stage.ids,
+            stage.predictions,
+            stage.distances,
+            stage.model_version,
+            self.config.output_topic,
+            stage.probabilities,
         )
         records += encode_dead_letters(stage.dead_letters, self.config.dlq_topic, self.config.max_record_bytes)
         self.metrics.observe_stage("encode", time.perf_counter() - started)

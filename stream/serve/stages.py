@@ -76,6 +76,7 @@ class PredictedStage:
     model_version: str
     dead_letters: Sequence[DeadLetter]
     produced: ProducedParts | None = None  # set when the workers score and produce the batch
+    probabilities: Any = None  # each row's JSON object of class probabilities, when asked for
 
 
 @dataclass(frozen=True)

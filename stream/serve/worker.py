@@ -96,7 +96,9 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         warn_if_short_of_threads(client, threads)
         if gpu_memory is not None:
             gpu_memory.start()
-        predictor = DaskPredictor(client, backend, settings.input_format, settings.max_batches_in_flight)
+        predictor = DaskPredictor(
+            client, backend, settings.input_format, settings.max_batches_in_flight, settings.probabilities
+        )
         client.register_plugin(FrozenHeapPlugin(backend))  # first: before any model loads
         if on_workers:
             client.register_plugin(ProducerPlugin(producer_config(settings), settings.delivery_timeout_s))

@@ -47,6 +47,9 @@ class ServeSettings(KafkaSettings, ComputeSettings):
         "json",
         description='json ({"id", "features"}) or float32 (the features as little-endian float32; the id is the key)',
     )
+    probabilities: bool = Field(
+        False, description='add "probabilities": {"<class>": p} (predict_proba) to each prediction of a classifier'
+    )
     produce_on: Literal["auto", "workers", "driver"] = Field(
         "auto",
         description="who produces the predictions: the Dask workers that scored them (at-least-once), the driver"

@@ -20,8 +20,21 @@ class TrainSettings(ComputeSettings):
     task: Task = Field("classification", description="classification or regression")
     k: str = Field("5", description="number of neighbours, or 'auto' to choose it on a validation split")
     k_candidates: str = Field("1,3,5,7,9,15,25", description="values tried by --k auto")
-    metric: Literal["euclidean", "manhattan", "cosine"] = Field("euclidean", description="distance metric")
-    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="share of rows kept out to report metrics")
+    metric: Literal["euclidean", "manhattan", "cosine", "minkowski"] = Field("euclidean", description="distance metric")
+    p: float = Field(2.0, ge=1, description="power of the minkowski metric (1: manhattan, 2: euclidean)")
+    scale: Literal["none", "standard"] = Field(
+        "none",
+        description="feature scaling: none, or standard (StandardScaler: mean 0, variance 1 on the training rows)",
+    )
+    weights: Literal["uniform", "distance"] = Field(
+        "uniform", description="neighbour weights: uniform, or distance (inverse distance, as scikit-learn's)"
+    )
+    holdout_fraction: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="share of rows held out to report metrics before the model is fitted on every row (0: no holdout)",
+    )
     seed: int = Field(0, description="random seed of the holdout and validation splits")
     store: str = Field("./models", description="model store root: a directory or fsspec URL")
     name: str = Field(..., description="model name in the store")

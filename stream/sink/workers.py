@@ -86,6 +86,7 @@ def score_and_produce_on_worker(
     shadow_version: str | None,
     output_topic: str,
     input_format: InputFormat = "json",
+    probabilities: bool = False,
 ) -> ScoredLines | None:
     """Dask task: :func:`score_lines_on_worker`, then produce one prediction per record (keyed
     like its input record: ``keys`` is an Arrow binary array) with this worker's producer, and
@@ -94,12 +95,18 @@ def score_and_produce_on_worker(
     ``None`` (nothing produced) when a record is not clean. The returned results carry no ids:
     only the predictions travel back, for the driver's shadow comparison.
     """
-    scored = score_lines_on_worker(payload, keys, n_features, version, shadow_version, input_format)
+    scored = score_lines_on_worker(payload, keys, n_features, version, shadow_version, input_format, probabilities)
     if scored is None:
         return None
     predicted = scored.predicted
     started = time.perf_counter()
-    values = encode_values(scored.ids, predicted["prediction"].to_numpy(), predicted["distance"].to_numpy(), version)
+    values = encode_values(
+        scored.ids,
+        predicted["prediction"].to_numpy(),
+        predicted["distance"].to_numpy(),
+        version,
+        predicted.get("probabilities"),
+    )
     encoded = time.perf_counter()
     times = worker_producer().deliver(output_topic, keys.to_pylist(), values, prediction_headers(version))
     delivery = (("encode", encoded - started), ("produce", times.produce_s), ("acknowledge", times.acknowledge_s))

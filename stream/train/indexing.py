@@ -19,6 +19,7 @@ from stream.errors import TrainingError
 from stream.predict.index import build_index, exact_index, load_index
 from stream.predict.index.base import APPROXIMATE_METRICS, UnsupportedIndexError, check_metric
 from stream.predict.model import KnnIndex, build_predictor
+from stream.predict.vote import scaled
 from stream.train.tuning import exact_neighbours, recall_at_k, tune
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,18 @@ def build_model_index(
     min_recall: float,
     holdout: tuple[np.ndarray, np.ndarray],
     seed: int = 0,
+    served: KnnIndex | None = None,
 ) -> ModelIndex:
-    """Build and tune the index of ``kind`` for ``model``; measure it on ``holdout`` (rows, labels)."""
+    """Build and tune the index of ``kind`` for ``model`` (the training part's); measure it on
+    ``holdout`` (rows, labels), rows that index does not hold. The files are those of the same
+    index, with the same parameters, over ``served``'s rows (every row), when given."""
     chosen = choose_kind(kind, len(model.features), backend, min_recall, model.metric)
     if chosen == "brute":
         return ModelIndex({"kind": "brute", "params": {"build": {}, "search": {}}, "recall": 1.0})
-    queries, labels = _sample(holdout, seed)
-    if len(queries) == 0:
+    raw_queries, labels = _sample(holdout, seed)
+    if len(raw_queries) == 0:
         raise TrainingError(f"index {chosen} is tuned on holdout rows, and the holdout is empty")
+    queries = scaled(raw_queries, model.scale_mean, model.scale_scale, np)  # the index holds scaled rows
     validation = queries[:VALIDATION_QUERIES]
     exact = exact_index(model.features, model.metric, backend)
     index = build_index(chosen, model.features, model.metric, backend)  # type: ignore[arg-type]
@@ -88,15 +93,15 @@ def build_model_index(
         "min_recall": min_recall,
         "queries": len(queries),
         "recall": recall_at_k(index.kneighbors(queries, model.k)[1], truth),
-        **agreement(model, backend, index, exact, queries, labels),
+        **agreement(model, backend, index, exact, raw_queries, labels),
     }
-    files = index.files()
     if chosen == "cagra":
-        form = load_index(index.spec, files, model.features, model.metric, "cpu")
+        form = load_index(index.spec, index.files(), model.features, model.metric, "cpu")
         tune(form, validation, truth[: len(validation)], model.k, min_recall)
         record["cpu_recall"] = recall_at_k(form.kneighbors(queries, model.k)[1], truth)
         index.set_search(form.spec.search)
     record["params"] = index.spec.to_json()
+    files = index.files() if served is None else _same_index_over(served, index, backend)
     log.info(
         "index %s %s: recall@%d %.4f on %d holdout rows",
         chosen,
@@ -106,6 +111,13 @@ def build_model_index(
         len(queries),
     )
     return ModelIndex(record, files)
+
+
+def _same_index_over(served: KnnIndex, tuned: Any, backend: Backend) -> dict[str, bytes]:
+    """The files of an index like ``tuned`` (its kind, build and search parameters) over ``served``'s rows."""
+    index = build_index(tuned.spec.kind, served.features, served.metric, backend, tuned.spec.build)
+    index.set_search(tuned.spec.search)
+    return index.files()
 
 
 def agreement(

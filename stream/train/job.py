@@ -1,8 +1,16 @@
-"""``knnstream train``: read, split, choose k, evaluate on a holdout, publish the served model."""
+"""``knnstream train``: read, split, choose k, score the holdout, fit on every row, publish.
+
+Every score is the served model's own: the model of the training part (or of the fit part,
+for ``--k auto``) predicts the holdout (or validation) rows through the serving code
+(:mod:`stream.train.neighbours`). The published model is then fitted on every row given, as
+scikit-learn users refit after model selection, and loaded back through the serving code
+before any alias moves to it.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from dataclasses import dataclass
 from importlib import metadata
@@ -15,13 +23,14 @@ from model_store import Manifest, ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.errors import TrainingError
 from stream.predict.cluster import close_client, start_client
-from stream.predict.model import FORMAT, MODEL_FILE, index_from_training_data
+from stream.predict.model import FORMAT, MODEL_FILE, KnnIndex, build_predictor, index_from_training_data
 from stream.settings import TrainSettings
 from stream.train.data import Columns, choose_columns, matching_files, read_table
 from stream.train.indexing import ModelIndex, build_model_index, check_buildable
 from stream.train.neighbours import score_by_k
 
 log = logging.getLogger(__name__)
+VERIFY_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -55,32 +64,76 @@ def _train(settings: TrainSettings, backend: Backend, client: Client) -> Manifes
     check_buildable(settings.index, backend, settings.metric)
     table = read_table(settings.data, backend)
     columns = choose_columns(table, settings.label, settings.feature_list())
-    table = table[[*columns.features, columns.label]].dropna()
-    train_part, holdout_part = table.random_split(
-        [1 - settings.holdout_fraction, settings.holdout_fraction], random_state=settings.seed
-    )
-    train_part, holdout_part = client.persist([train_part, holdout_part])
-    classes = _classes(train_part, columns, settings.task)
-    evaluation = _evaluate(settings, backend, client, train_part, holdout_part, columns, classes)
-    features, labels = _collect(train_part, columns)
-    if len(features) == 0:
-        raise TrainingError(f"no training rows left in {settings.data} after the holdout split")
-    log.info("holdout %s with k=%d: %s", settings.task, evaluation.k, evaluation.holdout)
-    index = index_from_training_data(settings.task, evaluation.k, settings.metric, features, labels)
-    model_index = _model_index(settings, backend, index, holdout_part, columns)
-    draft = _manifest_draft(settings, backend, columns, index.classes, len(features), evaluation, model_index)
-    files = {MODEL_FILE: index.to_npz(), **model_index.files}
-    return ModelStore(settings.store).publish(
-        settings.name, files, draft, aliases=[settings.alias] if settings.alias else []
+    table = client.persist(table[[*columns.features, columns.label]].dropna())
+    train_part, holdout_part = holdout_split(table, settings, client)
+    evaluation = _evaluate(settings, backend, client, train_part, holdout_part, columns)
+    if evaluation.holdout:
+        log.info("holdout %s with k=%d: %s", settings.task, evaluation.k, evaluation.holdout)
+    index = fit_index(settings, evaluation.k, table, columns, "the data")
+    model_index = _model_index(settings, backend, evaluation.k, index, train_part, holdout_part, columns)
+    store = ModelStore(settings.store)
+    draft = _manifest_draft(settings, backend, columns, index, evaluation, model_index)
+    manifest = store.publish(settings.name, {MODEL_FILE: index.to_npz(), **model_index.files}, draft)
+    _verify_or_delete(client, backend, store, manifest, index)
+    if settings.alias:
+        store.promote(settings.name, settings.alias, manifest.version)
+    return manifest
+
+
+def holdout_split(table: Any, settings: TrainSettings, client: Client) -> tuple[Any, Any | None]:
+    """The training part and the holdout (``None`` with ``--holdout-fraction 0``), both non-empty."""
+    if settings.holdout_fraction == 0:
+        return table, None
+    fraction = settings.holdout_fraction
+    train_part, holdout_part = client.persist(table.random_split([1 - fraction, fraction], random_state=settings.seed))
+    if len(holdout_part) == 0:
+        raise TrainingError(f"the holdout split is empty: raise --holdout-fraction (now {fraction}) or set it to 0")
+    if len(train_part) == 0:
+        raise TrainingError(f"no training rows left after the holdout split: lower --holdout-fraction (now {fraction})")
+    return train_part, holdout_part
+
+
+def fit_index(settings: TrainSettings, k: int, part: Any, columns: Columns, what: str) -> KnnIndex:
+    """The served model's index of ``part``'s rows, with the job's scale, metric and weights."""
+    frame = part.compute()
+    frame = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+    if k > len(frame):
+        raise TrainingError(f"--k {k} is more than the {len(frame)} training rows of {what}: lower --k")
+    return index_from_training_data(
+        settings.task,
+        k,
+        settings.metric,
+        frame[list(columns.features)].to_numpy(dtype=np.float64),
+        frame[columns.label].to_numpy(),
+        scale=settings.scale,
+        weights=settings.weights,
+        p=settings.p,
     )
 
 
 def _model_index(
-    settings: TrainSettings, backend: Backend, index: Any, holdout_part: Any, columns: Columns
+    settings: TrainSettings,
+    backend: Backend,
+    k: int,
+    served: KnnIndex,
+    train_part: Any,
+    holdout_part: Any | None,
+    columns: Columns,
 ) -> ModelIndex:
-    """The served index (:mod:`stream.train.indexing`), tuned on the holdout's rows; none for brute force."""
-    holdout = _collect(holdout_part, columns) if settings.index != "brute" else (np.empty((0, 0)), np.empty(0))
-    return build_model_index(settings.index, index, backend, settings.min_recall, holdout, settings.seed)
+    """The served index (:mod:`stream.train.indexing`): tuned on an index of the training part
+    against the holdout's rows, which it does not hold, then built the same way over every row;
+    none for brute force."""
+    if settings.index == "brute":
+        return build_model_index("brute", served, backend, settings.min_recall, (np.empty((0, 0)), np.empty(0)))
+    holdout = (np.empty((0, len(columns.features))), np.empty(0))
+    if holdout_part is not None:
+        frame = holdout_part.compute()
+        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+        holdout = (frame[list(columns.features)].to_numpy(dtype=np.float64), frame[columns.label].to_numpy())
+    tuned_on = fit_index(settings, k, train_part, columns, "the training part")
+    return build_model_index(
+        settings.index, tuned_on, backend, settings.min_recall, holdout, settings.seed, served=served
+    )
 
 
 def _evaluate(
@@ -88,99 +141,96 @@ def _evaluate(
     backend: Backend,
     client: Client,
     train_part: Any,
-    holdout_part: Any,
+    holdout_part: Any | None,
     columns: Columns,
-    classes: np.ndarray,
 ) -> Evaluation:
-    validation: dict[int, float] = {}
-    if settings.k == "auto":
-        fit_part, validation_part = train_part.random_split([0.8, 0.2], random_state=settings.seed + 1)
-        validation = score_by_k(
-            validation_part,
-            fit_part,
-            columns.features,
-            columns.label,
-            settings.k_candidate_list(),
-            settings.metric,
-            settings.task,
-            classes,
-        )
-        k = max(validation, key=lambda candidate: (validation[candidate], -candidate))
-        log.info("k=auto: validation scores %s; chose k=%d", validation, k)
-    else:
-        k = int(settings.k)
-    if backend == "gpu":
-        score = _gpu_holdout_score(client, train_part, holdout_part, columns, k, settings.task)
-    else:
-        score = score_by_k(
-            holdout_part, train_part, columns.features, columns.label, [k], settings.metric, settings.task, classes
-        )[k]
+    k, validation = _choose_k(settings, backend, client, train_part, columns)
+    if holdout_part is None:
+        return Evaluation(k, {}, validation)
+    index = fit_index(settings, k, train_part, columns, "the training part")
+    score = score_by_k(client, index, holdout_part, columns.features, columns.label, [k], backend)[k]
     metric_name = "accuracy" if settings.task == "classification" else "r2"
     return Evaluation(k, {metric_name: score}, validation)
 
 
-def _gpu_holdout_score(
-    client: Client, train_part: Any, holdout_part: Any, columns: Columns, k: int, task: str
-) -> float:
-    """Fit ``cuml.dask.neighbors`` across the GPUs and score the holdout with it."""
-    from cuml.dask.neighbors import KNeighborsClassifier, KNeighborsRegressor
-
-    features = list(columns.features)
-    estimator_class = KNeighborsClassifier if task == "classification" else KNeighborsRegressor
-    model = estimator_class(client=client, n_neighbors=k)
-    model.fit(train_part[features].astype("float32"), train_part[columns.label])
-    predicted = model.predict(holdout_part[features].astype("float32"))
-    truth = holdout_part[columns.label].to_dask_array(lengths=True)
-    predicted_array = predicted.to_dask_array(lengths=True) if hasattr(predicted, "to_dask_array") else predicted
-    predicted_array = predicted_array.reshape(-1)
-    if task == "classification":
-        return float((predicted_array == truth).mean().compute())
-    residual = ((truth - predicted_array) ** 2).sum()
-    spread = ((truth - truth.mean()) ** 2).sum()
-    residual, spread = (float(v) for v in client.compute([residual, spread], sync=True))
-    return 1.0 - residual / spread if spread > 0 else 0.0
-
-
-def _classes(train_part: Any, columns: Columns, task: str) -> np.ndarray:
-    if task != "classification":
-        return np.array([])
-    unique = train_part[columns.label].unique().compute()
-    return np.sort(unique.to_numpy())
+def _choose_k(
+    settings: TrainSettings, backend: Backend, client: Client, train_part: Any, columns: Columns
+) -> tuple[int, dict[int, float]]:
+    """``--k``, or with ``--k auto`` the best candidate on a validation split of the training part
+    (ties to the smallest k), by a model of the rest of it."""
+    if settings.k != "auto":
+        return int(settings.k), {}
+    fit_part, validation_part = client.persist(train_part.random_split([0.8, 0.2], random_state=settings.seed + 1))
+    fit_rows = len(fit_part)
+    if len(validation_part) == 0 or fit_rows == 0:
+        raise TrainingError("the validation split of --k auto is empty: give more rows, or a fixed --k")
+    candidates = [k for k in settings.k_candidate_list() if k <= fit_rows]
+    if not candidates:
+        raise TrainingError(f"every --k-candidates value is more than the {fit_rows} rows --k auto fits on")
+    index = fit_index(settings, max(candidates), fit_part, columns, "the validation fit")
+    validation = score_by_k(client, index, validation_part, columns.features, columns.label, candidates, backend)
+    k = max(validation, key=lambda candidate: (validation[candidate], -candidate))
+    log.info("k=auto: validation scores %s; chose k=%d", validation, k)
+    return k, validation
 
 
-def _collect(train_part: Any, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
-    frame = train_part.compute()
-    features = frame[list(columns.features)].to_numpy(dtype="float32")
-    return np.asarray(features), np.asarray(frame[columns.label].to_numpy())
+def _verify_or_delete(client: Client, backend: Backend, store: ModelStore, manifest: Manifest, index: KnnIndex) -> None:
+    """Load the published version on a Dask worker the way serving does and predict a few of its
+    rows; a version that fails is deleted, so nothing that cannot be served stays published."""
+    root = store.root if "://" in store.root else os.path.abspath(store.root)
+    rows = index.features[:VERIFY_ROWS]
+    original = np.asarray(rows, dtype=np.float64)
+    if len(index.scale_mean):
+        original = original * index.scale_scale + index.scale_mean
+    try:
+        predicted = client.submit(predict_published, root, manifest.name, manifest.version, backend, original).result()
+        if len(predicted) != len(rows):
+            raise TrainingError(f"predicted {len(predicted)} rows of {len(rows)}")
+    except Exception as exc:
+        store.delete_version(manifest.name, manifest.version)
+        raise TrainingError(f"the model written as {manifest.name}:{manifest.version} cannot be served: {exc}") from exc
+
+
+def predict_published(store_root: str, name: str, version: str, backend: Backend, rows: np.ndarray) -> np.ndarray:
+    """Dask task: read a published version from the store and predict ``rows`` with it."""
+    loaded = ModelStore(store_root).load(f"{name}:{version}")
+    predictions, _ = build_predictor(KnnIndex.from_npz(loaded.files[MODEL_FILE]), backend).predict_host(rows)
+    return predictions
 
 
 def _manifest_draft(
     settings: TrainSettings,
     backend: Backend,
     columns: Columns,
-    classes: np.ndarray,
-    training_rows: int,
+    index: KnnIndex,
     evaluation: Evaluation,
     model_index: ModelIndex,
 ) -> ManifestDraft:
+    extra: dict[str, Any] = {
+        "label": columns.label,
+        "validation_by_k": {str(k): v for k, v in evaluation.validation_by_k.items()},
+        "data": settings.data,
+        "scale": settings.scale,
+        "weights": settings.weights,
+        "holdout_fraction": settings.holdout_fraction,
+    }
+    if settings.metric == "minkowski":
+        extra["p"] = settings.p
+    if not evaluation.holdout:
+        extra["holdout"] = "none: --holdout-fraction 0"
     return ManifestDraft(
         task=settings.task,
         k=evaluation.k,
         metric=settings.metric,
         feature_names=columns.features,
         n_features=len(columns.features),
-        classes=tuple(classes.tolist()),
-        training_rows=training_rows,
+        classes=tuple(index.classes.tolist()),
+        training_rows=len(index.features),
         holdout_metrics=evaluation.holdout,
         library_versions=_library_versions(backend),
         backend=backend,
         format=FORMAT,
-        extra={
-            "label": columns.label,
-            "validation_by_k": {str(k): v for k, v in evaluation.validation_by_k.items()},
-            "data": settings.data,
-            "index": model_index.record,
-        },
+        extra={**extra, "index": model_index.record},
     )
 
 

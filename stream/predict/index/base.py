@@ -97,3 +97,8 @@ def probe_grid(n_lists: int) -> list[int]:
 
 def ef_grid(k: int) -> list[int]:
     return sorted({max(k, value) for value in (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)})
+
+
+def minkowski_power(metric: str, p: float | None) -> dict[str, float]:
+    """The ``p`` keyword a minkowski search takes (none for the other metrics)."""
+    return {"p": p} if metric == "minkowski" and p is not None else {}

@@ -19,6 +19,7 @@ from stream.predict.index.base import (
     default_pq_bits,
     default_pq_dim,
     ef_grid,
+    minkowski_power,
     probe_grid,
 )
 
@@ -36,11 +37,11 @@ class SklearnBrute:
     scikit-learn's so that ``brute`` models predict as they always did.
     """
 
-    def __init__(self, features: np.ndarray, metric: str) -> None:
+    def __init__(self, features: np.ndarray, metric: str, p: float | None = None) -> None:
         from sklearn.neighbors import NearestNeighbors
 
         self.spec = IndexSpec("brute")
-        self._search = NearestNeighbors(algorithm="brute", metric=metric).fit(features)
+        self._search = NearestNeighbors(algorithm="brute", metric=metric, **minkowski_power(metric, p)).fit(features)
 
     def kneighbors(self, rows: Any, k: int) -> tuple[Any, Any]:
         return self._search.kneighbors(to_host_numpy(rows), n_neighbors=k)

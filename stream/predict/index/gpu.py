@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.predict.index.base import IndexKind, IndexSpec, Params, probe_grid
+from stream.predict.index.base import IndexKind, IndexSpec, Params, minkowski_power, probe_grid
 from stream.predict.index.cpu import HNSW_FILE, REFINE_RATIOS, default_build_params
 
 CUVS_FILE = "index.cuvs"
@@ -24,12 +24,14 @@ HNSW_EF_CONSTRUCTION = 200
 class CumlBrute:
     """Exact search on the GPU, cuML's brute force (cuVS's fused kernel underneath)."""
 
-    def __init__(self, features: np.ndarray, metric: str) -> None:
+    def __init__(self, features: np.ndarray, metric: str, p: float | None = None) -> None:
         import cupy
         from cuml.neighbors import NearestNeighbors
 
         self.spec = IndexSpec("brute")
-        self._search = NearestNeighbors(algorithm="brute", metric=metric).fit(cupy.asarray(features))
+        self._search = NearestNeighbors(algorithm="brute", metric=metric, **minkowski_power(metric, p)).fit(
+            cupy.asarray(features)
+        )
 
     def kneighbors(self, rows: Any, k: int) -> tuple[Any, Any]:
         return self._search.kneighbors(rows, n_neighbors=k)

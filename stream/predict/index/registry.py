@@ -28,9 +28,9 @@ from stream.predict.index.gpu import CUVS_FILE, CumlBrute, build_cuvs, load_cuvs
 INDEX_FILES = (FAISS_FILE, CUVS_FILE, HNSW_FILE)
 
 
-def exact_index(features: np.ndarray, metric: str, backend: Backend) -> NeighbourIndex:
-    """Exact brute-force search: scikit-learn on a CPU, cuML on a GPU."""
-    return CumlBrute(features, metric) if backend == "gpu" else SklearnBrute(features, metric)
+def exact_index(features: np.ndarray, metric: str, backend: Backend, p: float | None = None) -> NeighbourIndex:
+    """Exact brute-force search: scikit-learn on a CPU, cuML on a GPU (``p``: minkowski's power)."""
+    return CumlBrute(features, metric, p) if backend == "gpu" else SklearnBrute(features, metric, p)
 
 
 def build_index(

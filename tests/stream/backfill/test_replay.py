@@ -227,3 +227,22 @@ def test_the_replay_command_ends_at_once_on_an_empty_range(
     assert report["records"] == 0
     assert report["ranges"] == [{"partition": 0, "start": 3, "end": 3}, {"partition": 1, "start": 0, "end": 0}]
     assert _end_offsets(kafka_bootstrap, topics["out"], 1) == 0
+
+
+def test_a_replay_with_probabilities_carries_predict_proba(
+    kafka_bootstrap: str, new_topic: Callable[..., str], trained: Trained, dask_client: Client, backend: Backend
+) -> None:
+    topics = {"in": new_topic("in", 1, KEPT), "out": new_topic("out", 1)}
+    sent = _produce(kafka_bootstrap, topics["in"], {0: [(BASE_MS + i, None) for i in range(30)]})
+    settings = ReplaySettings(
+        bootstrap_servers=kafka_bootstrap, input_topic=topics["in"], output_topic=topics["out"],
+        from_offsets="0:0", model=trained.ref, store=trained.store, backend=backend, probabilities=True,
+    )  # fmt: skip
+    run_replay(settings, dask_client)
+    predictions = values(consume_until(kafka_bootstrap, topics["out"], lambda got: len(got) >= 30))
+    _check_predictions(trained, predictions, sent)
+    index = KnnIndex.from_npz(ModelStore(trained.store).load(trained.ref).files[MODEL_FILE])
+    rows = np.array([sent.features[str(p["id"])] for p in predictions], dtype=np.float32)
+    _, _, expected = build_predictor(index, "cpu").predict_proba_host(rows)
+    served = [[p["probabilities"][str(label)] for label in index.classes.tolist()] for p in predictions]
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)

@@ -19,6 +19,7 @@ from stream.backfill.settings import ScoreSettings
 from stream.cli.backfill import add_backfill_parsers
 from stream.errors import ConfigurationError
 from stream.predict.model import MODEL_FILE, KnnIndex, build_predictor
+from stream.records.encode import class_key
 from tests.helpers import blobs
 from tests.stream.backfill.conftest import Trained
 
@@ -171,3 +172,28 @@ def test_the_score_command_prints_a_report(
     assert report["version"] == trained.manifest.version
     assert "\rscore: 1/1 parts (100.0%), 30 predicted" in captured.err
     assert len(pd.read_parquet(tmp_path / "out")) == 30
+
+
+def test_probabilities_are_written_as_json_objects_equal_to_predict_proba(
+    tmp_path: Path, trained: Trained, dask_client: Client, backend: Backend
+) -> None:
+    frame = _records(180, 6, "q")
+    frame.to_parquet(tmp_path / "features.parquet")
+    settings = ScoreSettings(
+        data=str(tmp_path / "features.parquet"),
+        model=trained.ref,
+        store=trained.store,
+        output=str(tmp_path / "scored"),
+        backend=backend,
+        probabilities=True,
+    )
+    run_score(settings, dask_client)
+    output = pd.read_parquet(tmp_path / "scored")
+    assert list(output.columns) == ["id", "prediction", "model_version", "distance", "probabilities"]
+    _check_predictions(trained, output, frame)
+    index = KnnIndex.from_npz(ModelStore(trained.store).load(trained.ref).files[MODEL_FILE])
+    rows = frame.set_index("id").loc[output["id"], FEATURES].to_numpy(np.float32)
+    _, _, expected = build_predictor(index, "cpu").predict_proba_host(rows)
+    served = [json.loads(text) for text in output["probabilities"]]
+    assert all(list(shares) == [class_key(label) for label in index.classes] for shares in served)
+    np.testing.assert_allclose([list(shares.values()) for shares in served], expected, rtol=0, atol=1e-6)

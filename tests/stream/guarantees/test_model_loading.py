@@ -8,6 +8,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model_store import ChecksumMismatchError, ModelStore
@@ -70,5 +71,8 @@ def test_the_stored_model_holds_arrays_only(tmp_store: str) -> None:
     payload = ModelStore(tmp_store).load(f"{MODEL_NAME}:{version}").files[MODEL_FILE]
     with zipfile.ZipFile(io.BytesIO(payload)) as archive:
         names = sorted(archive.namelist())
-    assert names == sorted(f"{name}.npy" for name in ("task", "k", "metric", "features", "targets", "classes"))
+    fields = ("task", "k", "metric", "features", "targets", "classes", "weights", "p", "scale_mean", "scale_scale")
+    assert names == sorted(f"{name}.npy" for name in fields)
+    with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
+        assert all(arrays[name].dtype.kind != "O" for name in fields)
     KnnIndex.from_npz(payload)  # loads with allow_pickle=False

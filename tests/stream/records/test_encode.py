@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from stream.records.encode import encode_scored
+from stream.records.encode import encode_scored, probability_objects
 from tests.fakes import FakeMessage
 
 
@@ -31,3 +31,18 @@ def test_each_record_is_valid_json_keyed_like_its_input(string_type: pa.DataType
     expected = [None if isinstance(p, float) and np.isnan(p) else p for p in predictions.tolist()]
     assert [document["prediction"] for document in documents] == expected
     assert all(record.headers == (("knnstream.model.version", b"v1"),) for record in records)
+
+
+def test_booleans_are_json_booleans_and_probabilities_json_objects_keyed_by_class() -> None:
+    shares = np.array([[0.25, 0.75], [1.0, 0.0]])
+    messages = [FakeMessage(b"{}", offset=0, key=b"k0"), FakeMessage(b"{}", offset=1, key=b"k1")]
+    for classes, keys in (([False, True], ["false", "true"]), (np.array(["fraud", "ok"]), ["fraud", "ok"])):
+        probabilities = probability_objects(classes, shares)
+        records = encode_scored(
+            messages, pa.array(["a", "b"]), np.array([True, False]), np.array([0.5, 0.0]), "v1", "out", probabilities
+        )
+        decoded = [json.loads(record.value) for record in records]
+        assert [value["prediction"] for value in decoded] == [True, False]
+        assert [value["probabilities"] for value in decoded] == [dict(zip(keys, row, strict=True)) for row in shares]
+    plain = encode_scored(messages, pa.array(["a", "b"]), np.array([1, 2]), np.array([0.5, 0.0]), "v1", "out")
+    assert all("probabilities" not in json.loads(record.value) for record in plain)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
@@ -261,3 +262,46 @@ def test_a_taken_metrics_port_fails_at_start_with_one_clear_line(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("knnstream serve: error: cannot serve metrics on 127.0.0.1:"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("produce_on", ["workers", "driver"])
+def test_string_labels_and_probabilities_are_served_end_to_end(
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    group_id: str,
+    tmp_path: Path,
+    tmp_store: str,
+    backend: Backend,
+    produce_on: str,
+) -> None:
+    history, codes = blobs(2000, seed=4)
+    frame = pd.DataFrame(history, columns=[f"f{i}" for i in range(N_FEATURES)])
+    frame["label"] = np.array(["ant", "bee", "cat", "dog"])[codes]
+    frame.to_parquet(tmp_path / "names.parquet")
+    settings = TrainSettings(
+        data=str(tmp_path / "names.parquet"), label="label", k="7", scale="standard", weights="distance",
+        store=tmp_store, name="blobs", alias="production", backend=backend, dask_workers=2,
+    )  # fmt: skip
+    trained = train(settings)
+    topics = {"in": new_topic("in", 2), "out": new_topic("out", 2), "dlq": new_topic("dlq")}
+    features, _ = blobs(800, seed=10)
+    ids = _produce(kafka_bootstrap, topics["in"], features, {}, "json")
+    port = free_port()
+    args = _serve_args(kafka_bootstrap, topics, group_id, tmp_store, port, backend)
+    worker = start_worker([*args, "--probabilities", "--produce-on", produce_on])
+    try:
+        wait_healthy(worker, port)
+        outputs = consume_until(kafka_bootstrap, topics["out"], lambda got: len(got) >= len(ids))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        exit_code = worker.wait(timeout=30)
+    assert exit_code == 0, read_output(worker)
+
+    index = KnnIndex.from_npz(ModelStore(tmp_store).load(f"blobs:{trained.version}").files[MODEL_FILE])
+    expected, _, probabilities = build_predictor(index, "cpu").predict_proba_host(features.astype(np.float32))
+    by_id = {p["id"]: p for p in values(outputs)}
+    assert [by_id[i]["prediction"] for i in ids] == expected.tolist()
+    assert all(isinstance(by_id[i]["prediction"], str) for i in ids)
+    served = np.array([[by_id[i]["probabilities"][name] for name in ("ant", "bee", "cat", "dog")] for i in ids])
+    np.testing.assert_allclose(served, probabilities, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=1e-12)
