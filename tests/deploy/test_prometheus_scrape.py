@@ -57,6 +57,7 @@ ALLOWED_LABELS = {
     "le",
     "role",
     "generation",  # of the garbage collector: 0, 1 or 2
+    "where",  # of a stage's time: driver or worker
 }
 
 
