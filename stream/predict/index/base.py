@@ -102,3 +102,17 @@ def ef_grid(k: int) -> list[int]:
 def minkowski_power(metric: str, p: float | None) -> dict[str, float]:
     """The ``p`` keyword a minkowski search takes (none for the other metrics)."""
     return {"p": p} if metric == "minkowski" and p is not None else {}
+
+
+class ExactSearchSettings:
+    """What an exact search answers to the index interface: nothing to tune, nothing to store
+    (its rows are the model's own)."""
+
+    def search_grid(self, k: int) -> list[Params]:
+        return [{}]
+
+    def set_search(self, params: Params) -> None:
+        return None
+
+    def files(self) -> dict[str, bytes]:
+        return {}

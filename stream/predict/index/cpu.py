@@ -11,6 +11,7 @@ import numpy as np
 
 from stream.backend import to_host_numpy
 from stream.predict.index.base import (
+    ExactSearchSettings,
     IndexKind,
     IndexSpec,
     Params,
@@ -29,7 +30,7 @@ HNSW_M, HNSW_EF_CONSTRUCTION = 32, 100
 REFINE_RATIOS = (1, 2, 4, 8)
 
 
-class SklearnBrute:
+class SklearnBrute(ExactSearchSettings):
     """Exact search, scikit-learn's brute force: the reference every other index is tuned against.
 
     FAISS's flat index is exact too, but orders tied neighbours differently (equal distances,
@@ -45,15 +46,6 @@ class SklearnBrute:
 
     def kneighbors(self, rows: Any, k: int) -> tuple[Any, Any]:
         return self._search.kneighbors(to_host_numpy(rows), n_neighbors=k)
-
-    def search_grid(self, k: int) -> list[Params]:
-        return [{}]
-
-    def set_search(self, params: Params) -> None:
-        return None
-
-    def files(self) -> dict[str, bytes]:
-        return {}
 
 
 class FaissIndex:

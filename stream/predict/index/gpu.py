@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.predict.index.base import IndexKind, IndexSpec, Params, minkowski_power, probe_grid
+from stream.predict.index.base import ExactSearchSettings, IndexKind, IndexSpec, Params, minkowski_power, probe_grid
 from stream.predict.index.cpu import HNSW_FILE, REFINE_RATIOS, default_build_params
 
 CUVS_FILE = "index.cuvs"
@@ -21,7 +21,7 @@ ITOPK_SIZES = (16, 32, 64, 128, 256, 512)
 HNSW_EF_CONSTRUCTION = 200
 
 
-class CumlBrute:
+class CumlBrute(ExactSearchSettings):
     """Exact search on the GPU, cuML's brute force (cuVS's fused kernel underneath)."""
 
     def __init__(self, features: np.ndarray, metric: str, p: float | None = None) -> None:
@@ -35,15 +35,6 @@ class CumlBrute:
 
     def kneighbors(self, rows: Any, k: int) -> tuple[Any, Any]:
         return self._search.kneighbors(rows, n_neighbors=k)
-
-    def search_grid(self, k: int) -> list[Params]:
-        return [{}]
-
-    def set_search(self, params: Params) -> None:
-        return None
-
-    def files(self) -> dict[str, bytes]:
-        return {}
 
 
 class CuvsIndex:
