@@ -95,6 +95,17 @@ def probe_grid(n_lists: int) -> list[int]:
     return [value for value in values if value < n_lists] + [n_lists]
 
 
+REFINE_RATIOS = (1, 2, 4, 8)  # IVF-PQ candidates per neighbour, refined on the rows
+
+
+def ivf_search_grid(kind: str, n_lists: int) -> list[Params]:
+    """The IVF search settings tuning tries, cheapest probes first (both backends: FAISS and cuVS)."""
+    probes = probe_grid(n_lists)
+    if kind == "ivf-flat":
+        return [{"n_probes": probe} for probe in probes]
+    return [{"n_probes": probe, "refine_ratio": ratio} for probe in probes for ratio in REFINE_RATIOS]
+
+
 def ef_grid(k: int) -> list[int]:
     return sorted({max(k, value) for value in (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)})
 

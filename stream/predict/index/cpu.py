@@ -20,14 +20,13 @@ from stream.predict.index.base import (
     default_pq_bits,
     default_pq_dim,
     ef_grid,
+    ivf_search_grid,
     minkowski_power,
-    probe_grid,
 )
 
 FAISS_FILE = "index.faiss"
 HNSW_FILE = "index.hnsw"
 HNSW_M, HNSW_EF_CONSTRUCTION = 32, 100
-REFINE_RATIOS = (1, 2, 4, 8)
 
 
 class SklearnBrute(ExactSearchSettings):
@@ -63,10 +62,7 @@ class FaissIndex:
     def search_grid(self, k: int) -> list[Params]:
         if self.spec.kind == "hnsw":
             return [{"ef": ef} for ef in ef_grid(k)]
-        probes = probe_grid(self.spec.build["n_lists"])
-        if self.spec.kind == "ivf-flat":
-            return [{"n_probes": probe} for probe in probes]
-        return [{"n_probes": probe, "refine_ratio": ratio} for probe in probes for ratio in REFINE_RATIOS]
+        return ivf_search_grid(self.spec.kind, self.spec.build["n_lists"])
 
     def set_search(self, params: Params) -> None:
         import faiss

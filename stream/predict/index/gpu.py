@@ -13,8 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from stream.predict.index.base import ExactSearchSettings, IndexKind, IndexSpec, Params, minkowski_power, probe_grid
-from stream.predict.index.cpu import HNSW_FILE, REFINE_RATIOS, default_build_params
+from stream.predict.index.base import (
+    ExactSearchSettings,
+    IndexKind,
+    IndexSpec,
+    Params,
+    ivf_search_grid,
+    minkowski_power,
+)
+from stream.predict.index.cpu import HNSW_FILE, default_build_params
 
 CUVS_FILE = "index.cuvs"
 ITOPK_SIZES = (16, 32, 64, 128, 256, 512)
@@ -70,10 +77,7 @@ class CuvsIndex:
     def search_grid(self, k: int) -> list[Params]:
         if self.spec.kind == "cagra":
             return [{"itopk": size} for size in ITOPK_SIZES if size >= k] or [{"itopk": k}]
-        probes = probe_grid(self.spec.build["n_lists"])
-        if self.spec.kind == "ivf-flat":
-            return [{"n_probes": probe} for probe in probes]
-        return [{"n_probes": probe, "refine_ratio": ratio} for probe in probes for ratio in REFINE_RATIOS]
+        return ivf_search_grid(self.spec.kind, self.spec.build["n_lists"])
 
     def set_search(self, params: Params) -> None:
         self.spec = IndexSpec(self.spec.kind, self.spec.build, {**self.spec.search, **params})
