@@ -151,6 +151,11 @@ class KnnPredictor:
         self._search = search or exact_index(index.features, index.metric, backend, index.p)
 
     @property
+    def search_kind(self) -> str:
+        """The kind of neighbour index searched: ``brute`` (exact) or an approximate one."""
+        return str(self._search.spec.kind)
+
+    @property
     def array_module(self) -> Any:
         """``cupy`` or ``numpy``: where this predictor's arrays live."""
         return self._xp

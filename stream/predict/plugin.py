@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from distributed import WorkerPlugin, get_worker
 
-from model_store import ModelStore
+from model_store import Manifest, ModelStore
 from stream.backend import Backend
 from stream.errors import KnnStreamError
 from stream.heap import freeze_startup_heap
@@ -74,10 +75,7 @@ class ModelPlugin(WorkerPlugin):
             rows, n_features = index.features.shape
             index_bytes = index_file_bytes(loaded.files)
             check_fits(rows, n_features, self.max_batch_rows, index.k, free_device_bytes(), index_bytes)
-        search = stored_index(
-            loaded.manifest.extra.get("index"), loaded.files, index.features, index.metric, self.backend
-        )
-        predictor = build_predictor(index, self.backend, search=search)
+        predictor = stored_predictor(loaded.manifest, loaded.files, index, self.backend)
         if self.backend == "gpu":
             warm_up(predictor)
         self.warmed_up = warm_serving_path(predictor, self.backend, _ONE_PREDICTION_AT_A_TIME)
@@ -88,7 +86,7 @@ class ModelPlugin(WorkerPlugin):
             self.version,
             worker.address,
             index.features.shape[0],
-            search.spec.kind,
+            predictor.search_kind,
             self.backend,
             ", ".join(self.warmed_up.parts),
             self.warmed_up.seconds,
@@ -96,6 +94,12 @@ class ModelPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         self.predictor = None
+
+
+def stored_predictor(manifest: Manifest, files: Mapping[str, bytes], index: KnnIndex, backend: Backend) -> KnnPredictor:
+    """The predictor of a stored version: its model and the index its manifest records, as served."""
+    search = stored_index(manifest.extra.get("index"), files, index.features, index.metric, backend, index.p)
+    return build_predictor(index, backend, search=search)
 
 
 def warm_up(predictor: KnnPredictor, rows: int = WARM_UP_ROWS) -> None:

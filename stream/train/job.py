@@ -23,7 +23,8 @@ from model_store import Manifest, ManifestDraft, ModelStore
 from stream.backend import Backend, resolve_backend
 from stream.errors import TrainingError
 from stream.predict.cluster import close_client, start_client
-from stream.predict.model import FORMAT, MODEL_FILE, KnnIndex, build_predictor, index_from_training_data
+from stream.predict.model import FORMAT, MODEL_FILE, KnnIndex, index_from_training_data
+from stream.predict.plugin import stored_predictor
 from stream.settings import TrainSettings
 from stream.train.data import Columns, choose_columns, matching_files, read_table
 from stream.train.indexing import ModelIndex, build_model_index, check_buildable
@@ -194,7 +195,8 @@ def _verify_or_delete(client: Client, backend: Backend, store: ModelStore, manif
 def predict_published(store_root: str, name: str, version: str, backend: Backend, rows: np.ndarray) -> np.ndarray:
     """Dask task: read a published version from the store and predict ``rows`` with it."""
     loaded = ModelStore(store_root).load(f"{name}:{version}")
-    predictions, _ = build_predictor(KnnIndex.from_npz(loaded.files[MODEL_FILE]), backend).predict_host(rows)
+    index = KnnIndex.from_npz(loaded.files[MODEL_FILE])
+    predictions, _ = stored_predictor(loaded.manifest, loaded.files, index, backend).predict_host(rows)
     return predictions
 
 

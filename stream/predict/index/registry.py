@@ -91,10 +91,12 @@ def stored_index(
     features: np.ndarray,
     metric: str,
     backend: Backend,
+    p: float | None = None,
 ) -> NeighbourIndex:
-    """The index a manifest's ``index`` record describes (none: exact search, as before indexes)."""
+    """The index a manifest's ``index`` record describes (none: exact search, as before indexes;
+    ``p``: minkowski's power, which only exact search takes)."""
     if not record or record.get("kind", "brute") == "brute":
-        return exact_index(features, metric, backend)
+        return exact_index(features, metric, backend, p)
     params = record.get("params", {})
     spec = IndexSpec.from_json(str(record["kind"]), params if isinstance(params, dict) else {})
     return load_index(spec, files, features, metric, backend)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from model_store import ModelStore
@@ -23,6 +24,7 @@ from stream.predict.plugin import (
     ModelPlugin,
     feature_rows,
     plugin_name,
+    stored_predictor,
     warm_up_of,
 )
 from stream.settings import TrainSettings
@@ -174,3 +176,24 @@ def test_a_model_with_an_index_is_loaded_on_every_worker_reloaded_and_shadowed(
             np.testing.assert_array_equal(predictor.predict(queries).frame["prediction"].to_numpy(), expected)
     finally:
         close_client(client)
+
+
+def test_a_stored_minkowski_model_is_served_with_its_power(tmp_path: Path, tmp_store: str) -> None:
+    """The version as the plugin loads it searches with the trained ``p``, as scikit-learn does."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    data = write_history(tmp_path / "history.parquet", rows=600)
+    settings = TrainSettings(
+        data=str(data), label="label", k="7", metric="minkowski", p=3.0, store=tmp_store, name="mink", backend="cpu"
+    )
+    manifest = train(settings)
+    loaded = ModelStore(tmp_store).load(f"mink:{manifest.version}")
+    predictor = stored_predictor(loaded.manifest, loaded.files, KnnIndex.from_npz(loaded.files[MODEL_FILE]), "cpu")
+    frame = pd.read_parquet(data)
+    features, labels = frame.drop(columns="label").to_numpy(), frame["label"].to_numpy()
+    queries = blobs(200, seed=9)[0]
+    distances, _ = predictor.kneighbors(queries)
+    reference = KNeighborsClassifier(n_neighbors=7, p=3.0).fit(features, labels)
+    expected, _ = reference.kneighbors(queries)
+    np.testing.assert_allclose(distances, expected, rtol=1e-4)
+    np.testing.assert_array_equal(predictor.predict_host(queries)[0], reference.predict(queries))
