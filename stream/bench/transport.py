@@ -29,9 +29,9 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from stream.batching.microbatch import MicroBatch
 from stream.bench.backlog import start_burst
 from stream.errors import KnnStreamError
-from stream.records.decode import decode_lines
 from stream.records.encode import encode_values, prediction_headers
-from stream.records.formats import joined, parse_float32
+from stream.records.formats import joined
+from stream.records.parse import parse_part
 from stream.settings import BenchSettings, InputFormat, ServeSettings
 from stream.sink.kafka import Headers, producer_config
 from stream.source.consumer import consumer_config
@@ -178,12 +178,10 @@ def _move(
 
 
 def _decoded_ids(input_format: InputFormat, values: list[Any], keys: list[Any], n_features: int) -> pa.Array:
-    """The batch decoded as the Dask workers decode it; its ids (the features are dropped)."""
-    payload = joined(input_format, values)
-    if input_format == "float32":
-        parsed = parse_float32(payload, pa.array(keys, pa.binary()), n_features)
-    else:
-        parsed = decode_lines(payload, len(values), n_features)
+    """The batch decoded as a CPU Dask worker decodes it (:func:`parse_part`); its ids (the
+    features are dropped)."""
+    parsed = parse_part(input_format, joined(input_format, values), pa.array(keys, pa.binary()), n_features, "cpu")
     if parsed is None:
         raise SystemExit("the transport loop read a record that is not clean")
-    return parsed[0]
+    ids: pa.Array = parsed[0]
+    return ids

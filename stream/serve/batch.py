@@ -133,8 +133,9 @@ class BatchStages:
         dead_letters: Sequence[DeadLetter],
         started: float,
     ) -> PredictedStage:
-        self.metrics.predict_time.observe(time.perf_counter() - started)
-        self.metrics.observe_stage("predict", time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.predict_time.observe(elapsed)
+        self.metrics.observe_stage("predict", elapsed)
         self.metrics.observe_worker_stages(prediction.worker_seconds)
         self.on_prediction(prediction)
         frame = prediction.frame

@@ -32,7 +32,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5
 BATCH_SIZE_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000)
 # A stage of one batch takes from tens of microseconds (a check) to seconds (a large prediction).
 STAGE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-STAGES = ("decode", "dispatch", "predict", "encode", "produce", "acknowledge", "commit")
 
 
 class WorkerMetrics:
@@ -137,7 +136,8 @@ class WorkerMetrics:
         self.model.info({"name": name, "version": version})
 
     def observe_stage(self, stage: str, seconds: float, where: str = "driver") -> None:
-        """One stage's time (a name of :data:`STAGES`), for a batch on the driver or a part on a worker."""
+        """One stage's time (decode, dispatch, predict, encode, produce, acknowledge or commit), for a
+        batch on the driver or a part on a worker."""
         self.stage_time.labels(stage, where).observe(seconds)
 
     def observe_worker_stages(self, timings: Iterable[tuple[str, float]]) -> None:

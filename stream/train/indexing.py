@@ -85,8 +85,8 @@ def build_model_index(
     validation = queries[:VALIDATION_QUERIES]
     exact = exact_index(model.features, model.metric, backend)
     index = build_index(chosen, model.features, model.metric, backend)  # type: ignore[arg-type]
-    tune(index, validation, exact_neighbours(exact, validation, model.k), model.k, min_recall)
     truth = exact_neighbours(exact, queries, model.k)
+    tune(index, validation, truth[: len(validation)], model.k, min_recall)
     record: dict[str, Any] = {
         "kind": chosen,
         "built_on": backend,
