@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from stream.backend import Backend
-from stream.demo.kafka_admin import broker_reachable, create_topics, delete_topics, start_local_broker
+from stream.demo.kafka_admin import start_local_broker
+from stream.sink.admin import broker_reachable, create_topics, delete_topics
 
 BOOTSTRAP = os.environ.get("KNNSTREAM_TEST_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stream.demo.kafka_admin import delete_topics_after_use
+from stream.sink.admin import delete_topics_after_use
 from tests.helpers import free_port, read_output, start_worker, wait_healthy, write_history
 
 pytestmark = pytest.mark.kafka

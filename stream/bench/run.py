@@ -48,12 +48,13 @@ from stream.bench.report import BenchResult, format_table
 from stream.bench.soak import SoakResult, soak
 from stream.bench.stages import stage_seconds, stage_seconds_between
 from stream.bench.transport import TransportLoop, transport_loop
-from stream.demo.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
+from stream.demo.kafka_admin import start_local_broker, stop_local_broker, temporary_topics
 from stream.demo.local_worker import SCRAPE_TIMEOUT_S, cpu_seconds_of
 from stream.demo.produce import send
 from stream.heap import freeze_startup_heap
 from stream.predict.cluster import visible_gpus
 from stream.settings import BenchSettings
+from stream.sink.admin import broker_reachable
 from stream.train.indexing import describe_index
 
 SOAK_WINDOW_S = 30.0

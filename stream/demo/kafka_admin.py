@@ -1,7 +1,6 @@
 """The demo's and the bench's Kafka helpers: throwaway topics and the local broker script.
 
-Topic administration itself lives in :mod:`stream.sink.admin` (serve and the CLI use it too);
-its functions are importable from here as well.
+Topic administration itself lives in :mod:`stream.sink.admin` (serve and the CLI use it too).
 """
 
 from __future__ import annotations
@@ -14,19 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from stream.errors import KafkaSetupError
-from stream.sink.admin import broker_reachable, create_topics, delete_topics, delete_topics_after_use
+from stream.sink.admin import create_topics, delete_topics_after_use
 
 log = logging.getLogger(__name__)
-__all__ = [
-    "BROKER_SCRIPT",
-    "broker_reachable",
-    "create_topics",
-    "delete_topics",
-    "delete_topics_after_use",
-    "start_local_broker",
-    "stop_local_broker",
-    "temporary_topics",
-]
 
 BROKER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "kafka.sh"
 

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.demo.kafka_admin import broker_reachable, start_local_broker, stop_local_broker, temporary_topics
+from stream.demo.kafka_admin import start_local_broker, stop_local_broker, temporary_topics
 from stream.demo.local_worker import start_worker_process, stop_worker_process, wait_worker_healthy
 from stream.demo.produce import FeatureRecord, send
 from stream.errors import ConfigurationError, KnnStreamError
 from stream.logs import LIBRDKAFKA_LOGGER
 from stream.settings import DemoSettings, TrainSettings
+from stream.sink.admin import broker_reachable
 from stream.train.job import train
 
 N_CENTRES = 8

@@ -20,10 +20,10 @@ from distributed import Client, LocalCluster
 from prometheus_client.parser import text_string_to_metric_families
 
 from model_store import Manifest
-from stream.demo.kafka_admin import create_topics, delete_topics_after_use
 from stream.demo.local_worker import wait_until_ok
 from stream.errors import KnnStreamError
 from stream.settings import TrainSettings
+from stream.sink.admin import create_topics, delete_topics_after_use
 from stream.train.job import train
 from tests.deploy.support import DEPLOY, exported_metric_names, require_binary
 from tests.helpers import (

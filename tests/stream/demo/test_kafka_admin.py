@@ -11,7 +11,8 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from stream.demo.kafka_admin import create_topics, delete_topics, delete_topics_after_use, temporary_topics
+from stream.demo.kafka_admin import temporary_topics
+from stream.sink.admin import create_topics, delete_topics, delete_topics_after_use
 
 
 def _eventually(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -59,6 +60,6 @@ def test_temporary_topics_are_gone_after_the_block_even_when_it_fails(kafka_boot
 
 
 def test_clean_up_code_logs_a_failed_deletion_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="stream.demo.kafka_admin"):
+    with caplog.at_level(logging.WARNING, logger="stream.sink.admin"):
         delete_topics_after_use("127.0.0.1:1", ["nowhere"], timeout_s=2)  # no broker listens on port 1
     assert "could not delete the topics nowhere" in caplog.text

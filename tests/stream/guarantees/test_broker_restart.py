@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from model_store import Manifest
-from stream.demo.kafka_admin import BROKER_SCRIPT, create_topics
+from stream.demo.kafka_admin import BROKER_SCRIPT
+from stream.sink.admin import create_topics
 from tests.helpers import free_port
 from tests.stream.guarantees.scenario import (
     GroupOffsets,
