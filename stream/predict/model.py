@@ -28,6 +28,7 @@ from stream.predict.vote import (
     Weights,
     class_probabilities,
     fit_standard_scale,
+    neighbour_distances,
     neighbour_mean,
     neighbour_weights,
     scaled,
@@ -149,6 +150,7 @@ class KnnPredictor:
         self._xp = get_array_pkg(backend)
         self._targets = self._xp.asarray(index.targets)
         self._search = search or exact_index(index.features, index.metric, backend, index.p)
+        self._rows: Any = None  # the training rows in the backend's arrays, for distance weights
 
     @property
     def search_kind(self) -> str:
@@ -165,7 +167,20 @@ class KnnPredictor:
         are scaled into the model's space first)."""
         rows = scaled(features, self.index.scale_mean, self.index.scale_scale, self._xp)
         distances, indices = self._search.kneighbors(rows, k or self.index.k)
-        return self._xp.asarray(distances), self._xp.asarray(indices)
+        distances, indices = self._xp.asarray(distances), self._xp.asarray(indices)
+        if self.index.weights == "distance":
+            return self._exact_distances(rows, indices)
+        return distances, indices
+
+    def _exact_distances(self, rows: Any, indices: Any) -> tuple[Any, Any]:
+        """The found neighbours' distances computed again from the rows, nearest first: distance
+        weights divide by them, and a query on a training row must be at exactly zero."""
+        xp = self._xp
+        if self._rows is None:
+            self._rows = xp.asarray(self.index.features)
+        distances = neighbour_distances(rows, self._rows[indices], self.index.metric, self.index.p, xp)
+        order = xp.argsort(distances, axis=1, kind="stable")
+        return xp.take_along_axis(distances, order, axis=1), xp.take_along_axis(indices, order, axis=1)
 
     def combine(self, distances: Any, indices: Any) -> Any:
         """The voted class code (classification) or the (weighted) mean target (regression) of

@@ -41,6 +41,29 @@ def scaled(rows: Any, mean: Any, scale: Any, xp: Any) -> Any:
     return standardised.astype(xp.float32)
 
 
+def neighbour_distances(rows: Any, neighbours: Any, metric: str, p: float, xp: Any) -> Any:
+    """The ``metric`` distances from each row to its neighbours' rows (``rows``: (n, d);
+    ``neighbours``: (n, k, d)), computed directly in float64.
+
+    A search's own distances may come from the expanded form (``|q|² + |x|² - 2 q·x``, in float32
+    on a GPU), where a query sitting on a training row is a small distance away rather than at
+    zero; the distance weights (and their zero-distance rule) need the true figure.
+    """
+    queries = xp.asarray(rows, dtype=xp.float64)[:, None, :]
+    found = xp.asarray(neighbours, dtype=xp.float64)
+    if metric == "cosine":
+        dot = (queries * found).sum(axis=2)
+        norms = xp.sqrt((queries**2).sum(axis=2)) * xp.sqrt((found**2).sum(axis=2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            similarity = xp.where(norms > 0, dot / norms, 0.0)
+        return xp.clip(1.0 - similarity, 0.0, 2.0)
+    difference = xp.abs(queries - found)
+    if metric == "manhattan":
+        return difference.sum(axis=2)
+    power = 2.0 if metric == "euclidean" else p
+    return (difference**power).sum(axis=2) ** (1.0 / power)
+
+
 def neighbour_weights(distances: Any, weights: Weights, xp: Any) -> Any | None:
     """scikit-learn's ``_get_weights``: ``None`` for uniform; else ``1 / distance`` in float64,
     and on a row with a neighbour at distance zero, 1 for those neighbours and 0 for the others."""

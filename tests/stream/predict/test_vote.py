@@ -9,6 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from stream.predict.vote import (
     class_probabilities,
     fit_standard_scale,
+    neighbour_distances,
     neighbour_mean,
     neighbour_weights,
     scaled,
@@ -69,3 +70,23 @@ def test_the_mean_is_scikit_learns_in_float64(weights: str) -> None:
     predicted = neighbour_mean(targets[indices], np, neighbour_weights(distances, weights, np))  # type: ignore[arg-type]
     np.testing.assert_allclose(predicted, reference.predict(features[:50] + 0.01), rtol=1e-15)
     assert neighbour_mean(np.array([[2.0**24 + 3]]), np)[0] == 16777219.0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan", "minkowski", "cosine"])
+def test_the_neighbour_distances_are_scikit_learns_and_zero_on_a_training_row(metric: str) -> None:
+    from sklearn.metrics import pairwise_distances
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(40, 6)).astype(np.float32)
+    queries = np.vstack([rows[:5], rng.normal(size=(5, 6)).astype(np.float32)])
+    chosen = rng.integers(0, len(rows), size=(len(queries), 4))
+    chosen[:5, 0] = np.arange(5)  # the first queries sit on their first neighbour
+    options = {"p": 3.0} if metric == "minkowski" else {}
+    expected = np.take_along_axis(
+        pairwise_distances(queries.astype(np.float64), rows.astype(np.float64), metric=metric, **options),
+        chosen,
+        axis=1,
+    )
+    distances = neighbour_distances(queries, rows[chosen], metric, 3.0, np)
+    np.testing.assert_allclose(distances, expected, rtol=1e-6, atol=1e-7)
+    assert (distances[:5, 0] == 0).all()
