@@ -9,6 +9,9 @@ sample of the holdout. A CAGRA model is also tuned in its HNSW form, the one a C
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +23,7 @@ from stream.predict.index import build_index, exact_index, load_index
 from stream.predict.index.base import APPROXIMATE_METRICS, UnsupportedIndexError, check_metric
 from stream.predict.model import KnnIndex, build_predictor
 from stream.predict.vote import scaled
+from stream.train.neighbours import r2_of_sums
 from stream.train.tuning import exact_neighbours, recall_at_k, tune
 
 log = logging.getLogger(__name__)
@@ -84,9 +88,12 @@ def build_model_index(
     queries = scaled(raw_queries, model.scale_mean, model.scale_scale, np)  # the index holds scaled rows
     validation = queries[:VALIDATION_QUERIES]
     exact = exact_index(model.features, model.metric, backend)
-    index = build_index(chosen, model.features, model.metric, backend)  # type: ignore[arg-type]
-    truth = exact_neighbours(exact, queries, model.k)
-    tune(index, validation, truth[: len(validation)], model.k, min_recall)
+    with _timed(f"built index {chosen} over {len(model.features)} rows"):
+        index = build_index(chosen, model.features, model.metric, backend)  # type: ignore[arg-type]
+    with _timed(f"exact neighbours of {len(queries)} holdout rows"):
+        truth = exact_neighbours(exact, queries, model.k)
+    with _timed(f"tuned index {chosen} for recall@{model.k} >= {min_recall}"):
+        tune(index, validation, truth[: len(validation)], model.k, min_recall)
     record: dict[str, Any] = {
         "kind": chosen,
         "built_on": backend,
@@ -96,12 +103,14 @@ def build_model_index(
         **agreement(model, backend, index, exact, raw_queries, labels),
     }
     if chosen == "cagra":
-        form = load_index(index.spec, index.files(), model.features, model.metric, "cpu")
-        tune(form, validation, truth[: len(validation)], model.k, min_recall)
+        with _timed("wrote and tuned the CAGRA graph's HNSW form (CPU workers)"):
+            form = load_index(index.spec, index.files(), model.features, model.metric, "cpu")
+            tune(form, validation, truth[: len(validation)], model.k, min_recall)
         record["cpu_recall"] = recall_at_k(form.kneighbors(queries, model.k)[1], truth)
         index.set_search(form.spec.search)
     record["params"] = index.spec.to_json()
-    files = index.files() if served is None else _same_index_over(served, index, backend)
+    with _timed("wrote the index files"):
+        files = index.files() if served is None else _same_index_over(served, index, backend)
     log.info(
         "index %s %s: recall@%d %.4f on %d holdout rows",
         chosen,
@@ -111,6 +120,14 @@ def build_model_index(
         len(queries),
     )
     return ModelIndex(record, files)
+
+
+@contextmanager
+def _timed(step: str) -> Iterator[None]:
+    """Log how long ``step`` took: at millions of rows the building and writing take a while."""
+    started = time.perf_counter()
+    yield
+    log.info("%s in %.1f s", step, time.perf_counter() - started)
 
 
 def _same_index_over(served: KnnIndex, tuned: Any, backend: Backend) -> dict[str, bytes]:
@@ -136,7 +153,7 @@ def agreement(
 def _r2(truth: np.ndarray, predicted: np.ndarray) -> float:
     spread = float(((truth - truth.mean()) ** 2).sum())
     residual = float(((truth - np.asarray(predicted, dtype=np.float64)) ** 2).sum())
-    return 1.0 - residual / spread if spread > 0 else 0.0
+    return r2_of_sums(residual, spread)
 
 
 def _sample(holdout: tuple[np.ndarray, np.ndarray], seed: int) -> tuple[np.ndarray, np.ndarray]:

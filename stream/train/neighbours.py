@@ -78,10 +78,10 @@ def combine_terms(terms: Sequence[np.ndarray], ks: Sequence[int], task: str) -> 
         return {k: float("nan") for k in ks}
     if task == "classification":
         return {k: float(per_k[i] / count) for i, k in enumerate(ks)}
-    return {k: _r2(per_k[i], squares) for i, k in enumerate(ks)}
+    return {k: r2_of_sums(per_k[i], squares) for i, k in enumerate(ks)}
 
 
-def _r2(residual: float, spread: float) -> float:
+def r2_of_sums(residual: float, spread: float) -> float:
     """scikit-learn's ``r2_score`` (``force_finite``): 1 for a perfect fit of a constant, else 0."""
     if spread > 0:
         return float(1.0 - residual / spread)

@@ -18,6 +18,7 @@ from stream.predict.index.base import (
     IndexKind,
     IndexSpec,
     Params,
+    UnsupportedIndexError,
     ivf_search_grid,
     minkowski_power,
 )
@@ -26,6 +27,9 @@ from stream.predict.index.cpu import HNSW_FILE, default_build_params
 CUVS_FILE = "index.cuvs"
 ITOPK_SIZES = (16, 32, 64, 128, 256, 512)
 HNSW_EF_CONSTRUCTION = 200
+# The HNSW form's upper layers are built on the GPU (the same hnswlib file as a CPU-built hierarchy,
+# in a fraction of the time at millions of rows); "cpu" where a cuVS release lacks the GPU build.
+HNSW_HIERARCHIES = ("gpu", "cpu")
 
 
 class CumlBrute(ExactSearchSettings):
@@ -52,6 +56,7 @@ class CuvsIndex:
         self.spec = spec
         self._index = index
         self._dataset = dataset  # the rows on the device, for IVF-PQ's refinement
+        self._files: dict[str, bytes] | None = None  # written once: the CAGRA graph's HNSW form costs seconds
 
     def kneighbors(self, rows: Any, k: int) -> tuple[Any, Any]:
         import cupy
@@ -83,6 +88,12 @@ class CuvsIndex:
         self.spec = IndexSpec(self.spec.kind, self.spec.build, {**self.spec.search, **params})
 
     def files(self) -> dict[str, bytes]:
+        """The index's files, written on the first call."""
+        if self._files is None:
+            self._files = self._written_files()
+        return self._files
+
+    def _written_files(self) -> dict[str, bytes]:
         """The cuVS IVF index (``save``); for CAGRA its HNSW form, which a CPU worker serves.
 
         A CAGRA graph is not stored in cuVS's own format: cuVS calls that serialisation experimental,
@@ -93,7 +104,7 @@ class CuvsIndex:
         from cuvs.neighbors import hnsw, ivf_flat, ivf_pq
 
         if self.spec.kind == "cagra":
-            form = hnsw.from_cagra(hnsw.IndexParams(hierarchy="cpu", ef_construction=HNSW_EF_CONSTRUCTION), self._index)
+            form = hnsw.from_cagra(_hnsw_params(hnsw), self._index)
             return {HNSW_FILE: _saved(lambda path: hnsw.save(path, form))}
         module = {"ivf-flat": ivf_flat, "ivf-pq": ivf_pq}[self.spec.kind]
         return {CUVS_FILE: _saved(lambda path: module.save(path, self._index))}
@@ -138,6 +149,15 @@ def load_cuvs(spec: IndexSpec, payload: bytes, features: np.ndarray) -> CuvsInde
         index = module.load(path)
     dataset = cupy.asarray(features) if spec.kind == "ivf-pq" else None
     return CuvsIndex(spec, index, dataset)
+
+
+def _hnsw_params(hnsw: Any) -> Any:
+    for hierarchy in HNSW_HIERARCHIES:
+        try:
+            return hnsw.IndexParams(hierarchy=hierarchy, ef_construction=HNSW_EF_CONSTRUCTION)
+        except ValueError:  # this cuVS release does not build that hierarchy
+            continue
+    raise UnsupportedIndexError("this cuVS release cannot write a CAGRA graph's HNSW form")
 
 
 def _saved(save: Callable[[str], None]) -> bytes:
