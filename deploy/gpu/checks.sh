@@ -11,7 +11,8 @@
 #       deploy/gpu/rows/one-gpu-check.txt
 #   PY_SPY=path/to/py-spy deploy/gpu/checks.sh profile ARGS...  # py-spy profiles of the worker's
 #       driver and Dask worker processes while a bench streams (all threads, and GIL holders only)
-# Logs go to $OUT (default /tmp/knnstream-gpu-checks).
+# Logs go to $OUT (default /tmp/knnstream-gpu-checks); BENCH_LOG_LEVEL=INFO keeps the bench's
+# progress lines (each index building step's time, among them) in bench-NAME.err.
 set -uo pipefail
 OUT="${OUT:-/tmp/knnstream-gpu-checks}"
 FILES="${KNNSTREAM_GPU_FILES:-/tmp/gpu-stage/unpacked/files}"
@@ -36,7 +37,7 @@ run_tests() {
 bench() {  # bench NAME ARGS...: the run's JSON, and a one-line summary in $OUT/bench-summary.txt
   local name=$1; shift
   echo "--- knnstream bench $*"
-  python3 -m stream --log-level WARNING bench --json "$@" 2>"$OUT/bench-$name.err" \
+  python3 -m stream --log-level "${BENCH_LOG_LEVEL:-WARNING}" bench --json "$@" 2>"$OUT/bench-$name.err" \
     | tee "$OUT/bench-$name.json"
   grep -v '"level": "info"' "$OUT/bench-$name.err" | tail -3
   python3 - "$name" "$OUT/bench-$name.json" >>"$OUT/bench-summary.txt" <<'PY'
