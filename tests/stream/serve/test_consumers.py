@@ -1,0 +1,158 @@
+"""``knnstream serve --consumers 2`` against the real broker: two consumer processes of one group
+on one Dask cluster share the partitions, every record gets one prediction, and a signal to the
+command stops both, each committing what it delivered."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from pydantic import ValidationError
+
+from stream.bench.backlog import wait_group_settled
+from stream.predict.cluster import threads_per_worker
+from stream.serve.consumers import consumer_settings
+from stream.settings import ServeSettings
+from tests.helpers import free_consecutive_ports, read_output, scrape, start_worker, wait_healthy
+from tests.stream.guarantees.scenario import (
+    GroupOffsets,
+    Topics,
+    TopicWatcher,
+    prediction_ids,
+    produce_records,
+    publish_model,
+    read_topic,
+    serve_args,
+)
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 4
+CONSUMERS = 2
+
+
+def test_each_consumer_gets_the_shared_cluster_its_own_port_and_its_own_transactional_id() -> None:
+    given = ServeSettings(model="m@production", consumers=3, metrics_port=9300, transactional_id="knn-pod-a")
+    settings = [consumer_settings(given, index, "cpu", "tcp://127.0.0.1:8786") for index in range(3)]
+    assert [own.metrics_port for own in settings] == [9300, 9301, 9302]
+    assert [own.transactional_id for own in settings] == ["knn-pod-a-0", "knn-pod-a-1", "knn-pod-a-2"]
+    assert {(own.scheduler, own.backend) for own in settings} == {("tcp://127.0.0.1:8786", "cpu")}
+    any_port = ServeSettings(model="m@production", consumers=2, metrics_port=0)
+    assert [consumer_settings(any_port, index, "cpu", "tcp://h:1").metrics_port for index in range(2)] == [0, 0]
+    assert consumer_settings(any_port, 1, "cpu", "tcp://h:1").transactional_id is None  # each makes a unique one
+    assert threads_per_worker(given.max_batches_in_flight, given.consumers) == 6  # each consumer's batches in flight
+    with pytest.raises(ValidationError, match="--metrics-port 65535 leaves no port for each of --consumers 2"):
+        ServeSettings(model="m@production", consumers=2, metrics_port=65535)
+
+
+def _topics(new_topic: Callable[..., str]) -> Topics:
+    return Topics(new_topic("in", PARTITIONS), new_topic("out", PARTITIONS), new_topic("dlq"))
+
+
+def _start(
+    bootstrap: str, topics: Topics, group: str, store: str, port: int, consumers: int = CONSUMERS
+) -> subprocess.Popen[bytes]:
+    args = serve_args(bootstrap, topics, group, store, port, 200, "--consumers", str(consumers))
+    return start_worker(args, start_new_session=True)  # a signal to the command alone, not to its group
+
+
+def _predicted(port: int, topic: str) -> float:
+    line = f'knnstream_records_predicted_total{{topic="{topic}"}} '
+    found = [float(text.removeprefix(line)) for text in scrape(port).splitlines() if text.startswith(line)]
+    return found[0] if found else 0.0
+
+
+def _log_lines(worker: subprocess.Popen[bytes]) -> list[dict[str, str]]:
+    return [json.loads(line) for line in read_output(worker).splitlines() if line.startswith("{")]
+
+
+def test_two_consumers_share_the_partitions_and_a_sigint_stops_both_with_everything_committed(
+    kafka_bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_store: str
+) -> None:
+    publish_model(tmp_store, rows=500)
+    topics = _topics(new_topic)
+    port = free_consecutive_ports(CONSUMERS)
+    offsets = GroupOffsets(kafka_bootstrap, group_id, topics.input, PARTITIONS)
+    worker = _start(kafka_bootstrap, topics, group_id, tmp_store, port)
+    try:
+        for consumer in range(CONSUMERS):
+            wait_healthy(worker, port + consumer)
+        wait_group_settled(kafka_bootstrap, group_id, CONSUMERS, PARTITIONS, timeout_s=60)
+        positions = produce_records(kafka_bootstrap, topics.input, 4000)  # keyed: spread over the partitions
+        offsets.wait_for(len(positions), [], timeout_s=60)
+        predicted = [_predicted(port + consumer, topics.input) for consumer in range(CONSUMERS)]
+        worker.send_signal(signal.SIGINT)
+        code = worker.wait(timeout=30)
+        committed = offsets.total()
+    finally:
+        offsets.close()
+        if worker.poll() is None:
+            worker.kill()
+    output = read_output(worker)
+    assert code == 0, output[-3000:]
+    assert all(count > 0 for count in predicted), f"each consumer predicted records of its partitions: {predicted}"
+    assert sum(predicted) == len(positions)
+    counts = Counter(prediction_ids(read_topic(kafka_bootstrap, topics.output)))
+    assert set(counts) == set(positions) and max(counts.values()) == 1, "every record exactly one prediction"
+    assert committed == len(positions)
+    stopped = {line.get("process") for line in _log_lines(worker) if line["message"] == "stopped cleanly"}
+    assert stopped == {f"consumer {consumer}" for consumer in range(CONSUMERS)}, output[-3000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+
+
+def test_a_sigint_mid_stream_commits_what_each_consumer_delivered(
+    kafka_bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_store: str
+) -> None:
+    """Stopped mid-stream, then restarted: nothing delivered was left uncommitted, so the restart
+    neither loses a record nor predicts one twice."""
+    publish_model(tmp_store, rows=500)
+    topics = _topics(new_topic)
+    port = free_consecutive_ports(CONSUMERS)
+    offsets = GroupOffsets(kafka_bootstrap, group_id, topics.input, PARTITIONS)
+    output = TopicWatcher(kafka_bootstrap, topics.output, PARTITIONS)
+    try:
+        worker = _start(kafka_bootstrap, topics, group_id, tmp_store, port)
+        for consumer in range(CONSUMERS):
+            wait_healthy(worker, port + consumer)
+        wait_group_settled(kafka_bootstrap, group_id, CONSUMERS, PARTITIONS, timeout_s=60)
+        positions = produce_records(kafka_bootstrap, topics.input, 6000)
+        offsets.wait_for(1500, [], timeout_s=60)
+        worker.send_signal(signal.SIGINT)
+        code = worker.wait(timeout=30)
+        committed_at_exit, delivered_at_exit = offsets.total(), output.drain()
+        again = _start(kafka_bootstrap, topics, group_id, tmp_store, port, consumers=1)  # one serve finishes
+        offsets.wait_for(len(positions), [], timeout_s=60)
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0, read_output(again)[-3000:]
+    finally:
+        offsets.close()
+        output.close()
+    assert code == 0, read_output(worker)[-3000:]
+    assert delivered_at_exit == committed_at_exit, "everything delivered was committed before the exit"
+    counts = Counter(prediction_ids(read_topic(kafka_bootstrap, topics.output)))
+    assert set(counts) == set(positions), "nothing lost"
+    assert max(counts.values()) == 1, "nothing predicted twice"
+
+
+def test_a_consumer_that_fails_stops_the_others_and_the_command_names_it(
+    kafka_bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_store: str
+) -> None:
+    publish_model(tmp_store, rows=500)
+    topics = _topics(new_topic)
+    port = free_consecutive_ports(CONSUMERS)
+    with socket.socket() as taken:  # consumer 1's metrics port
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen()
+        worker = _start(kafka_bootstrap, topics, group_id, tmp_store, port)
+        code = worker.wait(timeout=50)
+    lines = read_output(worker).splitlines()
+    assert code == 1, lines[-20:]
+    assert lines[-1].startswith("knnstream serve: error: consumer 1 of 2 "), lines[-20:]
+    assert str(port + 1) in lines[-1], lines[-1]
+    stopped = {line.get("process") for line in _log_lines(worker) if line["message"] == "stopped cleanly"}
+    assert stopped == {"consumer 0"}, "the other consumer was stopped, and stopped cleanly"
