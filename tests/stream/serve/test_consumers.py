@@ -55,9 +55,9 @@ def _topics(new_topic: Callable[..., str]) -> Topics:
 
 
 def _start(
-    bootstrap: str, topics: Topics, group: str, store: str, port: int, consumers: int = CONSUMERS
+    bootstrap: str, topics: Topics, group: str, store: str, port: int, consumers: int = CONSUMERS, *extra: str
 ) -> subprocess.Popen[bytes]:
-    args = serve_args(bootstrap, topics, group, store, port, 200, "--consumers", str(consumers))
+    args = serve_args(bootstrap, topics, group, store, port, 200, "--consumers", str(consumers), *extra)
     return start_worker(args, start_new_session=True)  # a signal to the command alone, not to its group
 
 
@@ -71,14 +71,20 @@ def _log_lines(worker: subprocess.Popen[bytes]) -> list[dict[str, str]]:
     return [json.loads(line) for line in read_output(worker).splitlines() if line.startswith("{")]
 
 
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_two_consumers_share_the_partitions_and_a_sigint_stops_both_with_everything_committed(
-    kafka_bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_store: str
+    kafka_bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_store: str, guarantee: str
 ) -> None:
+    """Exactly-once: each consumer's producer gets the given transactional id with its own suffix
+    (one id shared would fence the other consumer's producer, and that consumer would stop)."""
     publish_model(tmp_store, rows=500)
     topics = _topics(new_topic)
     port = free_consecutive_ports(CONSUMERS)
     offsets = GroupOffsets(kafka_bootstrap, group_id, topics.input, PARTITIONS)
-    worker = _start(kafka_bootstrap, topics, group_id, tmp_store, port)
+    extra = ["--guarantee", guarantee]
+    if guarantee == "exactly-once":
+        extra += ["--produce-on", "driver", "--transactional-id", f"knnstream-test-{group_id}"]
+    worker = _start(kafka_bootstrap, topics, group_id, tmp_store, port, CONSUMERS, *extra)
     try:
         for consumer in range(CONSUMERS):
             wait_healthy(worker, port + consumer)
@@ -97,7 +103,7 @@ def test_two_consumers_share_the_partitions_and_a_sigint_stops_both_with_everyth
     assert code == 0, output[-3000:]
     assert all(count > 0 for count in predicted), f"each consumer predicted records of its partitions: {predicted}"
     assert sum(predicted) == len(positions)
-    counts = Counter(prediction_ids(read_topic(kafka_bootstrap, topics.output)))
+    counts = Counter(prediction_ids(read_topic(kafka_bootstrap, topics.output, isolation="read_committed")))
     assert set(counts) == set(positions) and max(counts.values()) == 1, "every record exactly one prediction"
     assert committed == len(positions)
     stopped = {line.get("process") for line in _log_lines(worker) if line["message"] == "stopped cleanly"}
