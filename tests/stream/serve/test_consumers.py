@@ -14,12 +14,14 @@ from collections.abc import Callable
 import pytest
 from pydantic import ValidationError
 
+from model_store import ModelStore
 from stream.bench.backlog import wait_group_settled
 from stream.predict.cluster import threads_per_worker
 from stream.serve.consumers import consumer_settings
 from stream.settings import ServeSettings
 from tests.helpers import free_consecutive_ports, read_output, scrape, start_worker, wait_healthy
 from tests.stream.guarantees.scenario import (
+    MODEL_NAME,
     GroupOffsets,
     Topics,
     TopicWatcher,
@@ -28,6 +30,7 @@ from tests.stream.guarantees.scenario import (
     publish_model,
     read_topic,
     serve_args,
+    wait_until,
 )
 
 pytestmark = pytest.mark.kafka
@@ -162,3 +165,54 @@ def test_a_consumer_that_fails_stops_the_others_and_the_command_names_it(
     assert str(port + 1) in lines[-1], lines[-1]
     stopped = {line.get("process") for line in _log_lines(worker) if line["message"] == "stopped cleanly"}
     assert stopped == {"consumer 0"}, "the other consumer was stopped, and stopped cleanly"
+
+
+def _metric_total(port: int, name: str) -> float:
+    """The sum of a metric's samples (over its labels) on one consumer's /metrics."""
+    lines = [line for line in scrape(port).splitlines() if line.startswith(name + "{") or line.startswith(name + " ")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_a_promotion_reaches_both_consumers_and_no_batch_fails_on_the_version_left_behind(
+    kafka_bootstrap: str, new_topic: Callable[..., str], group_id: str, tmp_store: str
+) -> None:
+    """Promoted while records stream: the consumers switch one after the other, and the old version
+    stays on the shared workers until the last of them has moved on, so no batch of the later one
+    fails for want of it (nor of the new one loaded again under the first)."""
+    old = publish_model(tmp_store, rows=500, seed=1)
+    new = publish_model(tmp_store, rows=500, alias="candidate", seed=2)
+    topics = _topics(new_topic)
+    port = free_consecutive_ports(CONSUMERS)
+    offsets = GroupOffsets(kafka_bootstrap, group_id, topics.input, PARTITIONS)
+    worker = _start(kafka_bootstrap, topics, group_id, tmp_store, port, CONSUMERS, "--model-poll-interval-s", "0.3")
+    ports = [port + consumer for consumer in range(CONSUMERS)]
+    try:
+        for each in ports:
+            wait_healthy(worker, each)
+        wait_group_settled(kafka_bootstrap, group_id, CONSUMERS, PARTITIONS, timeout_s=60)
+        during = produce_records(kafka_bootstrap, topics.input, 8000)
+        offsets.wait_for(1000, [], timeout_s=60)
+        ModelStore(tmp_store).promote(MODEL_NAME, "production", new.version)
+        wait_until(
+            lambda: all(_metric_total(each, "knnstream_model_reloads_total") >= 1 for each in ports),
+            "both consumers switched",
+        )
+        offsets.wait_for(len(during), [], timeout_s=60)
+        after = produce_records(kafka_bootstrap, topics.input, 1000, start=len(during))
+        offsets.wait_for(len(during) + len(after), [], timeout_s=60)
+        failures = [_metric_total(each, "knnstream_batch_failures_total") for each in ports]
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+    finally:
+        offsets.close()
+        if worker.poll() is None:
+            worker.kill()
+    assert code == 0, read_output(worker)[-3000:]
+    assert failures == [0.0] * CONSUMERS, failures
+    by_id: dict[str, list[str]] = {}
+    for message in read_topic(kafka_bootstrap, topics.output):
+        prediction = json.loads(message.value() or b"{}")
+        by_id.setdefault(prediction["id"], []).append(prediction["model_version"])
+    assert set(by_id) == set(during) | set(after) and all(len(got) == 1 for got in by_id.values())
+    assert {by_id[record][0] for record in during} <= {old.version, new.version}
+    assert {by_id[record][0] for record in after} == {new.version}
