@@ -33,7 +33,12 @@ LIBRDKAFKA_LOGGER = LibrdkafkaLog()
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, and any known extra field."""
+    """One JSON object a line: time, level, logger, message, and any known extra field; with a
+    ``process`` name (one of several processes of a command writing to one stream), that too."""
+
+    def __init__(self, process: str | None = None) -> None:
+        super().__init__()
+        self._process = process
 
     def format(self, record: logging.LogRecord) -> str:
         document = {
@@ -42,6 +47,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._process is not None:
+            document["process"] = self._process
         for field in _RECORD_FIELDS:
             if hasattr(record, field):
                 document[field] = getattr(record, field)
@@ -50,12 +57,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
-def configure_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
-    """Send logs to standard error, as JSON unless standard error is a terminal."""
+def configure_logging(level: str = "INFO", json_lines: bool | None = None, process: str | None = None) -> None:
+    """Send logs to standard error, as JSON unless standard error is a terminal; ``process``
+    names the process in each line (e.g. ``consumer 1`` of ``serve --consumers``)."""
     handler = logging.StreamHandler(sys.stderr)
     as_json = not sys.stderr.isatty() if json_lines is None else json_lines
+    named = "" if process is None else f"[{process}] "
     handler.setFormatter(
-        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter(process)
+        if as_json
+        else logging.Formatter(f"%(asctime)s %(levelname)s {named}%(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,8 +1,9 @@
 """The workers a benchmark streams through: one ``knnstream serve``, or several replicas of it
-in one consumer group, as a deployment scales out (deploy/k8s: one GPU a replica).
+in one consumer group, as a deployment scales out (deploy/k8s: one GPU a replica), each with
+``--consumers N`` consumer processes sharing its Dask cluster.
 
-Each replica is its own process with its own consumer, Dask cluster and ``/metrics`` port (the
-first port, then the next ones). On the GPU backend each replica sees only its own GPUs.
+Each replica is its own process with its own Dask cluster and a ``/metrics`` port per consumer
+(the first port, then the next ones). On the GPU backend each replica sees only its own GPUs.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import psutil
+
 from stream.backend import Backend
 from stream.demo.local_worker import (
     cpu_seconds,
+    cpu_seconds_of,
     scrape_totals,
     start_worker_process,
     stop_worker_process,
@@ -26,8 +30,8 @@ from stream.settings import BenchSettings
 
 @dataclass(frozen=True)
 class CpuSeconds:
-    """CPU seconds of the replicas' own processes (the drivers: consumer, batching, commits) and
-    of their Dask workers."""
+    """CPU seconds of the replicas' drivers (their own processes, and with ``--consumers`` the
+    consumer processes: consumer, batching, commits) and of their Dask workers."""
 
     drivers: float
     dask_workers: float
@@ -39,24 +43,32 @@ class CpuSeconds:
 @dataclass(frozen=True)
 class Replicas:
     processes: Sequence[subprocess.Popen[bytes]]
-    ports: Sequence[int]
+    ports: Sequence[int]  # of each consumer: each replica's ``consumers`` in turn
     devices: Sequence[str] = ()  # each replica's CUDA_VISIBLE_DEVICES, when the replicas share out GPUs
+    consumers: int = 1  # consumer processes of each replica (serve --consumers)
 
     def wait_healthy(self) -> None:
-        """Until every replica answers ``/healthz`` (it consumes)."""
-        for process, port in zip(self.processes, self.ports, strict=True):
-            wait_worker_healthy(process, port)
+        """Until every consumer of every replica answers ``/healthz`` (it consumes)."""
+        for replica, process in enumerate(self.processes):
+            for port in self._ports_of(replica):
+                wait_worker_healthy(process, port)
+
+    def _ports_of(self, replica: int) -> Sequence[int]:
+        return self.ports[replica * self.consumers : (replica + 1) * self.consumers]
 
     def totals(self, names: Sequence[str]) -> dict[str, float]:
         """Each metric of ``names`` summed over the replicas."""
         return scrape_totals(self.ports, names)
 
     def totals_each(self, name: str) -> list[float]:
-        """The metric ``name`` of each replica, in their order."""
+        """The metric ``name`` of each consumer (of each replica), in their order."""
         return [scrape_totals([port], [name])[name] for port in self.ports]
 
     def cpu_seconds(self) -> CpuSeconds:
-        used = [cpu_seconds(process.pid) for process in self.processes]
+        if self.consumers == 1:
+            used = [cpu_seconds(process.pid) for process in self.processes]
+        else:
+            used = [_consumers_cpu_seconds(process.pid, self._ports_of(i)) for i, process in enumerate(self.processes)]
         return CpuSeconds(sum(own for own, _ in used), sum(children for _, children in used))
 
     def failure(self) -> KnnStreamError | None:
@@ -85,12 +97,13 @@ def start_replicas(
     flags = [
         "--produce-on", settings.produce_on, "--max-batches-in-flight", str(settings.max_batches_in_flight),
         "--batch-max-wait-ms", str(settings.batch_max_wait_ms), "--input-format", settings.format,
+        "--consumers", str(settings.consumers),
     ]  # fmt: skip
     processes: list[subprocess.Popen[bytes]] = []
-    ports = [settings.metrics_port + replica for replica in range(settings.replicas)]
+    ports = [settings.metrics_port + consumer for consumer in range(settings.replicas * settings.consumers)]
     devices: list[str] = []
     try:
-        for replica, port in enumerate(ports):
+        for replica, port in enumerate(ports[:: settings.consumers]):
             own = visible_devices(replica, per_replica, gpus) if backend == "gpu" and settings.replicas > 1 else None
             process = start_worker_process(
                 settings.bootstrap_servers, store, "bench@production", topics, group_id, backend, per_replica,
@@ -100,6 +113,24 @@ def start_replicas(
             if own is not None:
                 devices.append(own["CUDA_VISIBLE_DEVICES"])
     except BaseException:
-        Replicas(processes, ports[: len(processes)]).stop()
+        Replicas(processes, ports[: len(processes) * settings.consumers], consumers=settings.consumers).stop()
         raise
-    return Replicas(processes, ports, devices)
+    return Replicas(processes, ports, devices, settings.consumers)
+
+
+def _consumers_cpu_seconds(pid: int, ports: Sequence[int]) -> tuple[float, float]:
+    """Of ``serve --consumers`` (process ``pid``): its own CPU seconds and its consumers' (the
+    children listening on the consumers' metrics ``ports``), and its other descendants' (the
+    local Dask workers)."""
+    parent = psutil.Process(pid)
+    drivers, dask_workers = cpu_seconds_of(parent), 0.0
+    for child in parent.children(recursive=True):
+        try:
+            listening = {c.laddr.port for c in child.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+            if listening & set(ports):
+                drivers += cpu_seconds_of(child)
+            else:
+                dask_workers += cpu_seconds_of(child)
+        except psutil.NoSuchProcess:
+            continue
+    return drivers, dask_workers

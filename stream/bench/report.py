@@ -40,7 +40,8 @@ class BenchResult:
     backlog_driver_cpu_s: float = 0.0  # CPU seconds of the worker's own process (all replicas) during the backlog
     backlog_dask_cpu_s: float = 0.0  # CPU seconds of its Dask worker processes during the backlog
     replicas: int = 1  # knnstream serve processes in one consumer group
-    backlog_predicted_by_replica: tuple[int, ...] = ()  # records each replica predicted and committed
+    consumers: int = 1  # consumer processes of each replica, sharing its Dask cluster (serve --consumers)
+    backlog_predicted_by_replica: tuple[int, ...] = ()  # records each consumer of each replica predicted and committed
     backlog_sent_s: float = 0.0  # the backlog's burst, from its release to its last record acknowledged
     backlog_bench_cpu_s: float = 0.0  # CPU seconds of the benchmark's process (its reader, its samplers)
     backlog_gpus: tuple[str, ...] = ()  # per GPU: utilisation, SM clock while working, what held its clocks down
@@ -70,7 +71,7 @@ def format_table(result: BenchResult) -> str:
         ("record format", result.format),
         (
             "workers",
-            f"{result.workers} in {_replicas(result.replicas)} (producing: {result.produce_on};"
+            f"{result.workers} in {_replicas(result.replicas, result.consumers)} (producing: {result.produce_on};"
             f" batches in flight: {result.max_batches_in_flight})",
         ),
         ("(a) raw predict", f"{result.raw_rows_per_s:,.0f} rows/s"),
@@ -83,7 +84,10 @@ def format_table(result: BenchResult) -> str:
         ("  decoded on driver", f"{result.backlog_decoded_on_driver:,} records (0: the workers parsed them all)"),
         ("  driver's GC", f"{result.backlog_driver_gc_s:.2f} s during the backlog"),
         ("  CPU", _cpu(result) + f"; the bench's own {result.backlog_bench_cpu_s:.2f} s"),
-        ("  by replica", " / ".join(f"{count:,}" for count in result.backlog_predicted_by_replica) + " records"),
+        (
+            "  by consumer" if result.consumers > 1 else "  by replica",
+            " / ".join(f"{count:,}" for count in result.backlog_predicted_by_replica) + " records",
+        ),
         *([("  replicas' GPUs", " / ".join(result.replica_gpus))] if result.replica_gpus else []),
         (
             "  sent in",
@@ -123,14 +127,16 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(f"{name:<20}{value}" for name, value in rows)
 
 
-def _replicas(count: int) -> str:
-    return "one knnstream serve" if count == 1 else f"{count} knnstream serve replicas (one consumer group)"
+def _replicas(count: int, consumers: int = 1) -> str:
+    served = "one knnstream serve" if count == 1 else f"{count} knnstream serve replicas (one consumer group)"
+    return served if consumers == 1 else f"{served}, {consumers} consumers each on its Dask cluster"
 
 
 def _cpu(result: BenchResult) -> str:
     """The backlog's CPU time; a driver near one core is what a replica's throughput waits for."""
     backlog_s = result.records / result.e2e_rows_per_s if result.e2e_rows_per_s else 0.0
-    per_driver = result.backlog_driver_cpu_s / backlog_s / result.replicas if backlog_s else 0.0
+    drivers = result.replicas * result.consumers
+    per_driver = result.backlog_driver_cpu_s / backlog_s / drivers if backlog_s else 0.0
     return (
         f"driver {result.backlog_driver_cpu_s:.2f} s ({per_driver:.0%} of a core each),"
         f" Dask workers {result.backlog_dask_cpu_s:.2f} s, over {backlog_s:.2f} s of backlog"

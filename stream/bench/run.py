@@ -70,7 +70,7 @@ class Backlog:
     decoded_on_driver: int
     driver_gc_s: float
     cpu: CpuSeconds  # of the workers' processes
-    predicted_by_replica: tuple[int, ...]  # records each replica predicted (and committed)
+    predicted_by_replica: tuple[int, ...]  # records each consumer of each replica predicted (and committed)
     sent_s: float  # the burst, from its release to its last record acknowledged
     bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its GPU and progress samplers)
     gpus: tuple[str, ...]  # what each GPU did (GPU backend)
@@ -127,7 +127,8 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         first_prediction_s=backlog.first_prediction_s, e2e_after_first_rows_per_s=backlog.after_first_rows_per_s,
         backlog_decoded_on_driver=backlog.decoded_on_driver, backlog_driver_gc_s=round(backlog.driver_gc_s, 3),
         backlog_driver_cpu_s=round(backlog.cpu.drivers, 2), backlog_dask_cpu_s=round(backlog.cpu.dask_workers, 2),
-        replicas=settings.replicas, backlog_predicted_by_replica=backlog.predicted_by_replica,
+        replicas=settings.replicas, consumers=settings.consumers,
+        backlog_predicted_by_replica=backlog.predicted_by_replica,
         backlog_sent_s=round(backlog.sent_s, 3), backlog_bench_cpu_s=round(backlog.bench_cpu_s, 2),
         backlog_gpus=backlog.gpus, backlog_progress=backlog.progress, replica_gpus=backlog.replica_gpus,
         latency_batches=load.batches.batches, latency_batch_records_mean=round(load.batches.records_mean, 1),
@@ -178,7 +179,7 @@ def _stream_through_worker(
         replicas = start_replicas(settings, backend, store, topics, group_id, gpus)
         cleanup.callback(replicas.stop)
         replicas.wait_healthy()
-        wait_group_settled(settings.bootstrap_servers, group_id, settings.replicas, settings.partitions)
+        wait_group_settled(settings.bootstrap_servers, group_id, len(replicas.ports), settings.partitions)
         burst.wait_ready()
         return _measure(settings, backend, replicas, burst, reader, topics["input"], transport)
 

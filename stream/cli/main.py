@@ -35,9 +35,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings = build_settings(ServeSettings, args)
+    if settings.consumers > 1:
+        from stream.serve.consumers import serve_consumers
+
+        serve_consumers(settings)
+        return 0
     from stream.serve.worker import serve
 
-    settings = build_settings(ServeSettings, args)
     serve(settings)
     return 0
 

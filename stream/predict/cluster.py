@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 MIN_THREADS_PER_WORKER = 2
 
 
-def threads_per_worker(batches_in_flight: int) -> int:
+def threads_per_worker(batches_in_flight: int, consumers: int = 1) -> int:
     """A thread for each batch that may be under way (each has one task per worker), so a batch
     waiting for its turn to predict is parsed already and the predictions follow each other
-    without a gap; never fewer than :data:`MIN_THREADS_PER_WORKER`."""
-    return max(MIN_THREADS_PER_WORKER, batches_in_flight)
+    without a gap: ``batches_in_flight`` of each of the ``consumers`` sharing the cluster; never
+    fewer than :data:`MIN_THREADS_PER_WORKER`."""
+    return max(MIN_THREADS_PER_WORKER, batches_in_flight * consumers)
 
 
 def start_client(

@@ -17,6 +17,7 @@ from distributed import Client
 from stream.backend import Backend
 from stream.errors import KnnStreamError
 from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker, warm_up_of
+from stream.predict.shared import SharedPlugins, fingerprint
 from stream.predict.tasks import ScoredLines, score_lines_on_worker
 from stream.records.formats import joined
 from stream.settings import InputFormat
@@ -85,6 +86,7 @@ class DaskPredictor:
         probabilities: bool = False,
     ) -> None:
         self._client = client
+        self._plugins = SharedPlugins(client)  # other consumers of the cluster may serve the same versions
         self._probabilities = probabilities  # each prediction also carries a classifier's class probabilities
         self._backend = backend
         self._input_format = input_format  # of the raw values given to predict_lines and produce_lines
@@ -96,9 +98,10 @@ class DaskPredictor:
         self._next_worker = itertools.count()  # where the next part of raw records goes
 
     def load(self, plugin: ModelPlugin) -> None:
-        """Register the plugin; returns once every current worker has loaded and verified it."""
+        """Register the plugin (unless the cluster has it already, for another consumer); returns
+        once every current worker has loaded and verified it."""
         try:
-            self._client.register_plugin(plugin)
+            self._plugins.register(plugin, fingerprint(plugin.made_from()), hold=True)
         except Exception as exc:
             self._forget(plugin.version)
             raise ModelLoadError(f"version {plugin.version} failed to load: {type(exc).__name__}: {exc}") from exc
@@ -222,10 +225,8 @@ class DaskPredictor:
         return self._client.scatter(payload, hash=False), None
 
     def _forget(self, version: str) -> None:
-        try:
-            self._client.unregister_worker_plugin(plugin_name(version))
-        except (ValueError, KeyError) as exc:
-            log.debug("plugin of version %s was not registered: %s", version, exc)
+        """Unload ``version`` from the workers, unless another consumer of the cluster serves it."""
+        self._plugins.release(plugin_name(version))
 
     def _worker_addresses(self) -> list[str]:
         """The workers' addresses, asked of the scheduler at most every few seconds."""

@@ -67,6 +67,15 @@ class ModelPlugin(WorkerPlugin):
         self.feature_names: list[str] = []
         self.warmed_up: WarmUp | None = None  # the serving path run once at setup (stream.predict.warm)
 
+    def made_from(self) -> dict[str, Any]:
+        """What the plugin loads (:mod:`stream.predict.shared` registers it once per cluster)."""
+        return {
+            "store": self.store_root,
+            "model": f"{self.model_name}:{self.version}",
+            "backend": self.backend,
+            "max_batch_rows": self.max_batch_rows,
+        }
+
     def setup(self, worker: Any) -> None:
         loaded = ModelStore(self.store_root).load(f"{self.model_name}:{self.version}")
         index = KnnIndex.from_npz(loaded.files[MODEL_FILE])

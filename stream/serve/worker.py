@@ -27,6 +27,7 @@ from stream.predict.distributed import DaskPredictor
 from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.predict.gpu_memory import GpuMemoryMonitor
 from stream.predict.plugin import FrozenHeapPlugin
+from stream.predict.shared import SharedPlugins, fingerprint
 from stream.serve.metrics import Health, MetricsServer, WorkerMetrics
 from stream.serve.pipeline import Pipeline, PipelineConfig
 from stream.settings import ServeSettings
@@ -79,7 +80,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     server = MetricsServer(metrics, health, settings.metrics_host, settings.metrics_port)
     server.start()  # /healthz answers 503 until the consume loop runs
     try:
-        threads = threads_per_worker(settings.max_batches_in_flight)
+        threads = threads_per_worker(settings.max_batches_in_flight, settings.consumers)
         client = start_client(
             backend,
             settings.scheduler,
@@ -100,8 +101,10 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             client, backend, settings.input_format, settings.max_batches_in_flight, settings.probabilities
         )
         client.register_plugin(FrozenHeapPlugin(backend))  # first: before any model loads
-        if on_workers:
-            client.register_plugin(ProducerPlugin(producer_config(settings), settings.delivery_timeout_s))
+        if on_workers:  # once per cluster: registered again, it would close a producer under another consumer
+            config = producer_config(settings)
+            made_from = fingerprint({**config, "delivery_timeout_s": settings.delivery_timeout_s})
+            SharedPlugins(client).register(ProducerPlugin(config, settings.delivery_timeout_s), made_from)
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
         follower.start(manifest)
         log.info(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from stream.settings.base import ComputeSettings, InputFormat, KafkaSettings
 
@@ -21,6 +21,12 @@ class ServeSettings(KafkaSettings, ComputeSettings):
         " start)",
     )
     group_id: str = Field("knnstream", description="Kafka consumer group")
+    consumers: int = Field(
+        1,
+        ge=1,
+        description="consumer processes of the group, sharing one Dask cluster (local, or --scheduler's); each"
+        " has its own metrics port, --metrics-port and the next ones",
+    )
     model: str = Field(..., description="model to serve: NAME@ALIAS (followed as it moves) or NAME:VERSION")
     shadow: str | None = Field(
         None, description="candidate model scored beside the served one, never published: NAME@ALIAS or NAME:VERSION"
@@ -79,3 +85,11 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     max_poll_interval_ms: int = Field(300_000, ge=1, description="librdkafka max.poll.interval.ms")
     session_timeout_ms: int = Field(45_000, ge=1, description="librdkafka session.timeout.ms")
     statistics_interval_ms: int = Field(5_000, ge=0, description="librdkafka statistics (consumer lag) interval")
+
+    @model_validator(mode="after")
+    def _a_metrics_port_for_each_consumer(self) -> ServeSettings:
+        if self.metrics_port and self.metrics_port + self.consumers - 1 > 65535:
+            raise ValueError(
+                f"--metrics-port {self.metrics_port} leaves no port for each of --consumers {self.consumers}"
+            )
+        return self

@@ -109,6 +109,9 @@ class BenchSettings(ComputeSettings):
         description="knnstream serve processes in one consumer group, the workers shared out among them"
         " (on the GPU backend each gets GPUs of its own)",
     )
+    consumers: int = Field(
+        1, ge=1, description="consumer processes of each knnstream serve, sharing its Dask cluster (serve --consumers)"
+    )
     produce_on: Literal["workers", "driver"] = Field("workers", description="who produces the predictions")
     max_batches_in_flight: int = Field(2, ge=1, description="batches under way at once in the worker")
     format: InputFormat = Field("json", description="record format: json or float32 (the worker's --input-format)")
@@ -118,21 +121,31 @@ class BenchSettings(ComputeSettings):
     )
     json_output: bool = Field(False, description="print one JSON object instead of a table (flag: --json)")
     metrics_port: int = Field(
-        9109, ge=1, le=65535, description="port of the benchmarked worker's /metrics (the next ones for more replicas)"
+        9109,
+        ge=1,
+        le=65535,
+        description="port of the benchmarked worker's /metrics (the next ones for more replicas or consumers)",
     )
 
     @model_validator(mode="after")
     def _replicas_share_the_workers(self) -> BenchSettings:
         if self.workers % self.replicas:
             raise ValueError(f"--workers {self.workers} cannot be shared out evenly among --replicas {self.replicas}")
+        consumers = self.replicas * self.consumers
         if self.replicas > self.partitions:
             raise ValueError(f"--replicas {self.replicas} is more than --partitions {self.partitions}: some would idle")
-        if self.replicas > 1 and self.soak_seconds > 0:
-            raise ValueError("--soak-seconds samples one worker's memory: use it with --replicas 1")
+        if consumers > self.partitions:
+            raise ValueError(
+                f"--replicas {self.replicas} times --consumers {self.consumers} is more than --partitions"
+                f" {self.partitions}: some would idle"
+            )
+        if consumers > 1 and self.soak_seconds > 0:
+            raise ValueError("--soak-seconds samples one worker's memory: use it with --replicas 1 and --consumers 1")
         if self.replicas > 1 and self.scheduler:
             raise ValueError("--replicas starts a Dask cluster for each replica: leave --scheduler unset")
-        if self.metrics_port + self.replicas - 1 > 65535:
+        if self.metrics_port + consumers - 1 > 65535:
             raise ValueError(
                 f"--metrics-port {self.metrics_port} leaves no port for each of --replicas {self.replicas}"
+                f" times --consumers {self.consumers}"
             )
         return self

@@ -55,6 +55,19 @@ def test_text_lines_when_json_is_turned_off(capsys: pytest.CaptureFixture[str], 
         json.loads(line)
 
 
+def test_a_named_process_is_in_each_line(capsys: pytest.CaptureFixture[str], restore_root_logger: None) -> None:
+    """Several consumer processes of ``serve --consumers`` write to one standard error."""
+    configure_logging("INFO", json_lines=False, process="consumer 1")
+    logging.getLogger("knnstream.test").info("stopped cleanly")
+    assert capsys.readouterr().err.strip().endswith("INFO [consumer 1] knnstream.test: stopped cleanly")
+    configure_logging("INFO", json_lines=True, process="consumer 1")
+    logging.getLogger("knnstream.test").info("stopped cleanly")
+    assert json.loads(capsys.readouterr().err)["process"] == "consumer 1"
+    configure_logging("INFO", json_lines=True)
+    logging.getLogger("knnstream.test").info("stopped cleanly")
+    assert "process" not in json.loads(capsys.readouterr().err)
+
+
 def test_non_json_values_are_written_as_strings() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "switched", (), None)
     record.model_version = object()  # anything unserialisable degrades to its str()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+
+import psutil
 
 from stream.bench.replicas import CpuSeconds, Replicas
 
@@ -27,3 +30,34 @@ def test_a_replica_that_exits_is_a_failure_and_stop_ends_the_others() -> None:
 
 def test_cpu_seconds_subtract_field_by_field() -> None:
     assert CpuSeconds(5.0, 20.0) - CpuSeconds(1.5, 4.0) == CpuSeconds(3.5, 16.0)
+
+
+def test_with_consumers_each_replica_has_a_port_per_consumer_and_their_cpu_counts_as_the_drivers() -> None:
+    """A parent that starts one child listening on a consumer's port and one that does not: the
+    first counts as a driver, the other as a Dask worker."""
+    listens = (
+        "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen();"
+        " print(s.getsockname()[1], flush=True); t = time.process_time() + 0.3\n"
+        "while time.process_time() < t: pass\n"
+        "time.sleep(60)"
+    )
+    busy = "import time; t = time.process_time() + 0.3\nwhile time.process_time() < t: pass\ntime.sleep(60)"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {busy!r}]);"
+         f" subprocess.run([sys.executable, '-c', {listens!r}])"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        port = int(parent.stdout.readline())
+        time.sleep(1.0)  # both children have spent their 0.3 CPU seconds
+        replicas = Replicas([parent], [port, port + 1], consumers=2)
+        used = replicas.cpu_seconds()
+        assert used.drivers >= 0.3 and used.dask_workers >= 0.3, used  # each child's 0.3 s on its side
+    finally:
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait(timeout=10)
+        if parent.stdout is not None:
+            parent.stdout.close()

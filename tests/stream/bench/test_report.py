@@ -72,3 +72,10 @@ def test_the_replicas_gpus_get_a_line_when_they_were_shared_out() -> None:
     text = format_table(replace(RESULT, replicas=2, replica_gpus=("0", "1")))
     assert "  replicas' GPUs    0 / 1" in text.splitlines()
     assert "replicas' GPUs" not in format_table(RESULT)
+
+
+def test_consumers_show_each_ones_records_and_the_cpu_of_each_driver() -> None:
+    text = format_table(replace(RESULT, consumers=2, backlog_predicted_by_replica=(1_000_123, 999_877)))
+    assert "1 in one knnstream serve, 2 consumers each on its Dask cluster" in text
+    assert "  by consumer       1,000,123 / 999,877 records" in text.splitlines()
+    assert "(25% of a core each)" in text  # 5.64 s of two consumers over 11.27 s

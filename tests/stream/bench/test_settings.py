@@ -51,3 +51,15 @@ def test_a_rule_across_flags_reads_as_its_message_on_the_command_line() -> None:
     with pytest.raises(ConfigurationError) as raised:
         build_settings(BenchSettings, args)
     assert str(raised.value) == "--workers 3 cannot be shared out evenly among --replicas 2"
+
+
+def test_consumers_need_partitions_a_metrics_port_each_and_no_soak() -> None:
+    assert BenchSettings(consumers=2, partitions=4).consumers == 2
+    with pytest.raises(ValidationError, match="--replicas 2 times --consumers 2 is more than --partitions 3"):
+        BenchSettings(workers=2, replicas=2, consumers=2, partitions=3)
+    with pytest.raises(ValidationError, match="use it with --replicas 1 and --consumers 1"):
+        BenchSettings(consumers=2, soak_seconds=60)
+    with pytest.raises(ValidationError, match="--metrics-port 65535 leaves no port for each of --replicas 1 times"):
+        BenchSettings(metrics_port=65535, consumers=2)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        BenchSettings(consumers=0)

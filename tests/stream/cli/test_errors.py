@@ -43,6 +43,15 @@ def _cases(kafka_bootstrap: str, store: str, topic: str) -> dict[str, tuple[list
              "--backend", "cpu", "--metrics-port", "0"],
             f"cannot reach Kafka at {unreachable}",
         ),
+        "serve, no consumers": (
+            ["serve", "--consumers", "0", "--model", MODEL_REF, "--store", store, "--metrics-port", "0"],
+            "--consumers: Input should be greater than or equal to 1",
+        ),
+        "serve --consumers 2, a topic that does not exist": (
+            ["serve", "--bootstrap-servers", kafka_bootstrap, "--input-topic", f"{topic}-featurs", "--consumers", "2",
+             "--model", MODEL_REF, "--store", store, "--backend", "cpu", "--metrics-port", "0"],
+            f"missing topic(s) {topic}-featurs",
+        ),
         "produce, unreachable broker": (
             ["produce", "--bootstrap-servers", unreachable, "--synthetic", "10"],
             f"cannot reach Kafka at {unreachable}",
