@@ -20,14 +20,17 @@ MIN_THREADS_PER_WORKER = 2
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.interval": "5s"}
 
 
-def serves_in_process(backend: Backend, scheduler: str | None, n_workers: int) -> bool:
-    """Whether a serving worker's Dask worker runs as threads of its own process: on the CPU
-    backend, with a local cluster of one worker. Its tasks then take their parts without pickling
+def serves_in_process(backend: Backend, scheduler: str | None, n_workers: int, choice: str = "auto") -> bool:
+    """Whether a serving worker's Dask workers run as threads of its own process: on the CPU
+    backend with a local cluster, when ``choice`` (``--local-dask-workers``) says ``threads``, or
+    says ``auto`` and the cluster has one worker. Its tasks then take their parts without pickling
     or a socket, and no second interpreter runs an event loop of its own (on the 2-core VM a part's
     round trip took about half the CPU, docs/stream-performance.md). The search releases the GIL.
     Several workers asked for are processes, each an interpreter of its own, and the nanny
     replaces one that dies."""
-    return backend == "cpu" and not scheduler and n_workers == 1
+    if backend != "cpu" or scheduler:
+        return False
+    return choice == "threads" or (choice == "auto" and n_workers == 1)
 
 
 def threads_per_worker(batches_in_flight: int) -> int:

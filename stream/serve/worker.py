@@ -81,7 +81,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     server.start()  # /healthz answers 503 until the consume loop runs
     try:
         threads = threads_per_worker(settings.max_batches_in_flight)
-        in_process = serves_in_process(backend, settings.scheduler, settings.dask_workers)
+        in_process = serves_in_process(backend, settings.scheduler, settings.dask_workers, settings.local_dask_workers)
         client = start_client(
             backend,
             settings.scheduler,

@@ -45,6 +45,9 @@ def test_a_serving_worker_runs_one_cpu_dask_worker_in_its_own_process_and_severa
     assert not serves_in_process("cpu", None, 2)
     assert not serves_in_process("gpu", None, 1)
     assert not serves_in_process("cpu", "tcp://scheduler:8786", 1)
+    assert not serves_in_process("cpu", None, 1, "processes")
+    assert serves_in_process("cpu", None, 2, "threads")
+    assert not serves_in_process("gpu", None, 1, "threads")
 
 
 def test_the_in_process_cluster_runs_its_worker_as_threads_here_with_one_openmp_thread() -> None:
