@@ -116,9 +116,11 @@ def _local_cluster(
 def one_openmp_thread() -> None:
     """OpenMP and BLAS on one thread in this process, as Dask's nannies start worker processes
     (``distributed.nanny.pre-spawn-environ``): the search gets a core, and its idle OpenMP threads
-    do not spin on the other, which the consumer and the producers need. scikit-learn's search
-    modules are imported first, so that their OpenMP runtime is loaded and limited."""
-    import sklearn.neighbors  # noqa: F401 - loads the OpenMP runtime the limit applies to
+    do not spin on the other, which the consumer and the producers need. The CPU searches'
+    libraries (scikit-learn, FAISS) are imported first, so that their OpenMP runtimes are loaded
+    and limited."""
+    import faiss  # noqa: F401 - loads its OpenMP runtime, which the limit applies to
+    import sklearn.neighbors  # noqa: F401 - the same
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
