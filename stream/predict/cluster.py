@@ -15,6 +15,22 @@ from stream.predict.interrupts import WORKER_PRELOAD
 log = logging.getLogger(__name__)
 # At least two threads per worker: one predicts a batch while another produces the batch before it.
 MIN_THREADS_PER_WORKER = 2
+# A serving worker's local cluster needs neither Dask's statistical profiler (a walk of every
+# thread's stack every 10 ms, for the dashboard's profile page) nor its system monitor at 2 Hz.
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.interval": "5s"}
+
+
+def serves_in_process(backend: Backend, scheduler: str | None, n_workers: int, choice: str = "auto") -> bool:
+    """Whether a serving worker's Dask workers run as threads of its own process: on the CPU
+    backend with a local cluster, when ``choice`` (``--local-dask-workers``) says ``threads``, or
+    says ``auto`` and the cluster has one worker. Its tasks then take their parts without pickling
+    or a socket, and no second interpreter runs an event loop of its own (on the 2-core VM a part's
+    round trip took about half the CPU, docs/stream-performance.md). The search releases the GIL.
+    Several workers asked for are processes, each an interpreter of its own, and the nanny
+    replaces one that dies."""
+    if backend != "cpu" or scheduler:
+        return False
+    return choice == "threads" or (choice == "auto" and n_workers == 1)
 
 
 def threads_per_worker(batches_in_flight: int, consumers: int = 1) -> int:
@@ -32,19 +48,25 @@ def start_client(
     rmm_pool_size: str | None = None,
     threads: int = MIN_THREADS_PER_WORKER,
     dashboard_address: str = ":0",
+    in_process: bool = False,
 ) -> Client:
-    """Connect to ``scheduler`` or start a local cluster of the backend's kind, ``threads`` per worker."""
+    """Connect to ``scheduler`` or start a local cluster of the backend's kind, ``threads`` per worker;
+    ``in_process``: a CPU cluster's workers are threads of this process (:func:`serves_in_process`)."""
     if scheduler:
         try:
             return Client(scheduler, timeout="15s")
         except OSError as exc:
             raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     _quiet_dask_logs()
-    cluster = _local_cluster(backend, n_workers, rmm_pool_size, threads, dashboard_address)
+    import dask
+
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):  # the nannies pass it on to their workers
+        cluster = _local_cluster(backend, n_workers, rmm_pool_size, threads, dashboard_address, in_process)
     log.info(
-        "started a local %s Dask cluster with %d workers; dashboard at %s",
+        "started a local %s Dask cluster with %d workers (%s); dashboard at %s",
         backend,
         len(cluster.worker_spec),
+        "threads of this process" if in_process and backend == "cpu" else "processes",
         dashboard_url(cluster),
     )
     return Client(cluster)
@@ -60,7 +82,7 @@ def dashboard_url(cluster_or_client: Any) -> str:
 
 
 def _local_cluster(
-    backend: Backend, n_workers: int, rmm_pool_size: str | None, threads: int, dashboard_address: str
+    backend: Backend, n_workers: int, rmm_pool_size: str | None, threads: int, dashboard_address: str, in_process: bool
 ) -> Any:
     if backend == "gpu":
         from dask_cuda import LocalCUDACluster
@@ -72,6 +94,16 @@ def _local_cluster(
             rmm_pool_size=rmm_pool_size,
             preload=_worker_preloads(),
         )
+    if in_process:
+        one_openmp_thread()
+        # No preload: SIGINT is this process's own (stream.predict.interrupts is for worker processes).
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads,
+            processes=False,
+            dashboard_address=dashboard_address,
+            silence_logs=logging.WARNING,
+        )
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads,
@@ -80,6 +112,19 @@ def _local_cluster(
         silence_logs=logging.WARNING,
         preload=_worker_preloads(),
     )
+
+
+def one_openmp_thread() -> None:
+    """OpenMP and BLAS on one thread in this process, as Dask's nannies start worker processes
+    (``distributed.nanny.pre-spawn-environ``): the search gets a core, and its idle OpenMP threads
+    do not spin on the other, which the consumer and the producers need. The CPU searches'
+    libraries (scikit-learn, FAISS) are imported first, so that their OpenMP runtimes are loaded
+    and limited."""
+    import faiss  # noqa: F401 - loads its OpenMP runtime, which the limit applies to
+    import sklearn.neighbors  # noqa: F401 - the same
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _worker_preloads() -> list[str]:

@@ -19,6 +19,7 @@ from stream.heap import freeze_startup_heap, spaced_out_collections
 from stream.predict.cluster import (
     close_client,
     dashboard_url,
+    serves_in_process,
     start_client,
     threads_per_worker,
     warn_if_short_of_threads,
@@ -81,6 +82,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
     server.start()  # /healthz answers 503 until the consume loop runs
     try:
         threads = threads_per_worker(settings.max_batches_in_flight, settings.consumers)
+        in_process = serves_in_process(backend, settings.scheduler, settings.dask_workers, settings.local_dask_workers)
         client = start_client(
             backend,
             settings.scheduler,
@@ -88,6 +90,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             settings.rmm_pool_size,
             threads,
             settings.dashboard_address,
+            in_process,
         )
     except BaseException:
         server.stop()
@@ -134,7 +137,8 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         # A message per record, alive until its batch is committed: collections spaced out, and
         # timed from the start-up's last one on.
         with metrics.collections.timing(), spaced_out_collections():
-            freeze_startup_heap()  # the driver holds no model: everything made so far lives as long as it
+            if not in_process:  # in process, the Dask worker froze the heap before the model loaded
+                freeze_startup_heap()  # the driver holds no model: everything made so far lives as long as it
             _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:
         if gpu_memory is not None:

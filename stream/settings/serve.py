@@ -61,6 +61,11 @@ class ServeSettings(KafkaSettings, ComputeSettings):
         description="who produces the predictions: the Dask workers that scored them (at-least-once), the driver"
         " (keeps the input order per partition; needed by exactly-once), or auto (workers unless exactly-once)",
     )
+    local_dask_workers: Literal["auto", "threads", "processes"] = Field(
+        "auto",
+        description="how the workers of a local CPU Dask cluster run: threads of the serving process, processes,"
+        " or auto (threads for one worker, processes for more)",
+    )
     delivery_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the broker to acknowledge a batch")
     producer_queue_max_messages: int = Field(
         100_000,

@@ -36,6 +36,9 @@ SCALE_VARIABLE = "KNNSTREAM_TEST_SCALE"
 MODEL_NAME = "blobs"
 MODEL_REF = f"{MODEL_NAME}@production"
 MAX_IN_FLIGHT = 2  # the default of --max-batches-in-flight
+# A batch is held in its prediction by stopping the Dask worker processes: a worker whose batches
+# are held runs its one Dask worker as a process, not as threads of its own (the CPU default).
+DASK_WORKER_PROCESSES = "--local-dask-workers=processes"
 SESSION_TIMEOUT_MS = 6_000  # the broker's group.min.session.timeout.ms: a dead member leaves the group soonest
 
 
@@ -253,10 +256,11 @@ class WorkerProcess:
     def hold_batch_in_predict(self) -> list[int]:
         """SIGSTOP the Dask workers; returns (their pids) once a batch is decoded but not predicted.
 
-        That batch cannot finish its prediction until the Dask workers are continued.
+        That batch cannot finish its prediction until the Dask workers are continued. The worker
+        must run them as processes (started with :data:`DASK_WORKER_PROCESSES`).
         """
         held = self.dask_worker_pids()
-        assert held, f"no Dask worker processes under pid {self.pid}"
+        assert held, f"no Dask worker processes under pid {self.pid} (start it with {DASK_WORKER_PROCESSES})"
         for pid in held:
             os.kill(pid, signal.SIGSTOP)
         wait_until(self._batch_in_predict, "a batch decoded and waiting for its prediction")

@@ -16,6 +16,7 @@ import pytest
 
 from model_store import Manifest
 from tests.stream.guarantees.scenario import (
+    DASK_WORKER_PROCESSES,
     MAX_IN_FLIGHT,
     GroupOffsets,
     Scale,
@@ -196,7 +197,7 @@ def test_exactly_once_zombie_is_fenced_by_the_group(
     exactly_once = ("--guarantee=exactly-once", SLOW_OUTPUT)
     try:
         with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
-            zombie = workers.start("A", *exactly_once, f"--transactional-id=A-{group_id}")
+            zombie = workers.start("A", *exactly_once, f"--transactional-id=A-{group_id}", DASK_WORKER_PROCESSES)
             offsets.wait_for(math.ceil(0.1 * scale.records), [zombie])
             zombie.hold_batch_in_predict()  # a batch in flight, stuck in its prediction
             zombie.signal_group(signal.SIGSTOP)  # and the whole worker stalls
@@ -252,7 +253,7 @@ def test_exactly_once_zombie_fenced_by_its_transactional_id_stops(
     same_instance = ("--guarantee=exactly-once", SLOW_OUTPUT, f"--transactional-id=pod-0-{group_id}")
     try:
         with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
-            zombie = workers.start("A", *same_instance)
+            zombie = workers.start("A", *same_instance, DASK_WORKER_PROCESSES)
             offsets.wait_for(math.ceil(0.1 * scale.records), [zombie])
             zombie.hold_batch_in_predict()
             zombie.signal_group(signal.SIGSTOP)

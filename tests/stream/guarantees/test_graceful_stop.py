@@ -16,6 +16,7 @@ import pytest
 from model_store import Manifest
 from stream.backend import Backend
 from tests.stream.guarantees.scenario import (
+    DASK_WORKER_PROCESSES,
     GroupOffsets,
     Scale,
     Topics,
@@ -56,7 +57,8 @@ def test_a_stop_signal_finishes_the_batch_in_flight_commits_and_exits_cleanly(
     output = TopicWatcher(kafka_bootstrap, names.output, scale.partitions)
     try:
         with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
-            first = workers.start("first", "--backend", backend)  # on GPUs (-m gpu): a LocalCUDACluster's workers
+            # On GPUs (-m gpu): a LocalCUDACluster's workers, processes whatever the flag says.
+            first = workers.start("first", "--backend", backend, DASK_WORKER_PROCESSES)
             offsets.wait_for(math.ceil(0.3 * scale.records), [first])
             held = first.hold_batch_in_predict()  # a batch is certainly in flight when SIGTERM arrives
             committed_at_signal = offsets.total()
