@@ -96,21 +96,15 @@ def _local_cluster(
         )
     if in_process:
         one_openmp_thread()
-        # No preload: SIGINT is this process's own (stream.predict.interrupts is for worker processes).
-        return LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=threads,
-            processes=False,
-            dashboard_address=dashboard_address,
-            silence_logs=logging.WARNING,
-        )
+    # In process, no preload: SIGINT is this process's own (stream.predict.interrupts is for worker processes).
+    preloads = {} if in_process else {"preload": _worker_preloads()}
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=threads,
-        processes=True,
+        processes=not in_process,
         dashboard_address=dashboard_address,
         silence_logs=logging.WARNING,
-        preload=_worker_preloads(),
+        **preloads,
     )
 
 
