@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import signal
 import threading
@@ -137,7 +138,9 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         # A message per record, alive until its batch is committed: collections spaced out, and
         # timed from the start-up's last one on.
         with metrics.collections.timing(), spaced_out_collections():
-            if not in_process:  # in process, the Dask worker froze the heap before the model loaded
+            if in_process:  # the Dask worker in this process froze the heap before the model loaded
+                gc.collect()  # what start-up left behind; the model stays unfrozen, so a replaced one can go
+            else:
                 freeze_startup_heap()  # the driver holds no model: everything made so far lives as long as it
             _consume_until_stopped(source, pipeline, follower, health, metrics, stop)
     finally:

@@ -78,7 +78,8 @@ def test_replicas_share_the_backlog_in_one_consumer_group(
     by_replica = printed["backlog_predicted_by_replica"]
     assert len(by_replica) == 2 and all(count > 0 for count in by_replica)  # both consumed a share
     assert sum(by_replica) >= settings.records  # at least once: a share may be predicted again after a rebalance
-    assert printed["backlog_driver_cpu_s"] > 0 and printed["backlog_dask_cpu_s"] > 0
+    # One Dask worker a replica runs as threads of its serving process: its CPU is the driver's.
+    assert printed["backlog_driver_cpu_s"] > 0 and printed["backlog_dask_cpu_s"] == 0
     last = printed["backlog_progress"][-1]  # taken as the sampling stopped, after the last prediction read
     assert len(last) == 2 + settings.replicas and last[1] == settings.records
 
