@@ -143,7 +143,22 @@ cmd_start() {
 
   write_config
   format_storage
-  local launched=$SECONDS
+  # A JVM that dies before writing a line (killed from outside while starting, say) is started
+  # once more; one that logged why it stopped is not, since it would stop again.
+  local attempt
+  for attempt in 1 2; do
+    launch_broker
+    if wait_until_ready; then
+      log "ready at $BOOTSTRAP in $(elapsed "$t0")s (pid $(<"$PID_FILE"))"
+      echo "$BOOTSTRAP"; return 0
+    fi
+    (( attempt == 1 && $(lines_since_start) == 0 )) || break
+    log "the broker exited before writing a line of its log; starting it once more"
+  done
+  log_tail; rm -f "$PID_FILE"; die "broker exited during startup (log: $LOG_FILE)"
+}
+
+launch_broker() {
   log "starting Kafka $KAFKA_VERSION (state in $STATE_DIR)"
   echo "=== start $(date -Is) ===" >>"$LOG_FILE"
   # setsid+nohup detach the broker from the calling shell; both exec, so $! is the JVM.
@@ -152,24 +167,35 @@ cmd_start() {
     -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIBS/*" kafka.Kafka "$CONFIG" \
     </dev/null >>"$LOG_FILE" 2>&1 9>&- &
   echo $! >"$PID_FILE"
+}
 
-  # A broker that reloads many partitions (or recovers them after a kill) logs each one, so it
-  # gets time while its log grows, and fails once it has been silent for START_TIMEOUT.
-  local logged=-1 size last_progress=$SECONDS
+# Lines the broker log gained since the last start marker.
+lines_since_start() {
+  tac "$LOG_FILE" | awk '/^=== start /{ print n + 0; exit } { n++ }'
+}
+
+# Wait until the launched broker answers: 0 when it does, 1 when it exits first. A broker that
+# reloads many partitions (or recovers them after a kill) logs each one, so it gets time while
+# its log grows, and is stopped once it has been silent for START_TIMEOUT.
+wait_until_ready() {
+  # The pid is checked for being alive, not for running kafka.Kafka: until the forked shell
+  # has exec'd java, its command line is still this script's.
+  local pid; pid="$(<"$PID_FILE")"
+  local launched=$SECONDS logged=-1 size last_progress=$SECONDS
   until broker_answers; do
-    if ! broker_pid >/dev/null; then
-      log_tail; rm -f "$PID_FILE"; die "broker exited during startup (log: $LOG_FILE)"
+    if ! alive "$pid"; then
+      local status=0; wait "$pid" 2>/dev/null || status=$?
+      log "the broker process exited with status $status"
+      return 1
     fi
     size="$(stat -c %s "$LOG_FILE")"
     if (( size != logged )); then logged=$size; last_progress=$SECONDS; fi
     if (( SECONDS - last_progress >= START_TIMEOUT || SECONDS - launched >= START_LIMIT )); then
-      log_tail; stop_broker "$(<"$PID_FILE")"
+      log_tail; stop_broker "$pid"
       die "broker not ready after $((SECONDS - launched))s, $((SECONDS - last_progress))s of them without logging; stopped it (log: $LOG_FILE)"
     fi
     sleep 0.5
   done
-  log "ready at $BOOTSTRAP in $(elapsed "$t0")s (pid $(<"$PID_FILE"))"
-  echo "$BOOTSTRAP"
 }
 
 # True while a process exists and is not a zombie.
