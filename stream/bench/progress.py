@@ -89,5 +89,16 @@ def describe_progress(samples: Sequence[Sample]) -> str:
     return "; ".join(parts) or "not sampled"
 
 
+def describe_moved(samples: Sequence[tuple[float, int]]) -> str:
+    """Rates between samples of records moved, e.g. ``0-0.5 s: 180k/s; 0.5-1.0 s: 95k/s``."""
+    parts, before = [], (0.0, 0)
+    for seconds, moved in samples:
+        if seconds > before[0]:
+            rate = (moved - before[1]) / (seconds - before[0])
+            parts.append(f"{before[0]:.1f}-{seconds:.1f} s: {_thousands(rate)}/s")
+            before = (seconds, moved)
+    return "; ".join(parts) or "not sampled"
+
+
 def _thousands(rate: float) -> str:
     return f"{rate / 1000:.0f}k"

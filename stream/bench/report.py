@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream.bench.progress import describe_progress
+from stream.bench.progress import describe_moved, describe_progress
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class BenchResult:
     transport_rows_per_s: float = 0.0  # the plain consume → decode → encode → produce → commit loop, no prediction
     e2e_over_transport: float = 0.0  # (b) over the transport loop's rate: 1.0 is all the transport allows
     transport_cpu_s: float = 0.0  # CPU seconds of the transport loop's process for the backlog
+    transport_first_commit_s: float = 0.0  # from the backlog's release to the loop's first batch committed
+    # at each half second of the loop's backlog (the batch that crossed it): seconds, records moved
+    transport_progress: tuple[tuple[float, int], ...] = ()
     # seconds the backlog spent in each stage, "where/stage=seconds" (driver: per batch; worker: per part, summed)
     backlog_stage_seconds: tuple[str, ...] = ()
     index: str = "brute"  # the model's neighbour index: kind, parameters, recall
@@ -102,6 +105,8 @@ def format_table(result: BenchResult) -> str:
             f"{result.transport_rows_per_s:,.0f} rows/s (consume, decode, encode, produce, commit;"
             f" {result.transport_cpu_s:.2f} CPU s)",
         ),
+        ("  its first batch", f"committed {result.transport_first_commit_s:.2f} s after the release"),
+        ("  its course", describe_moved(result.transport_progress)),
         ("(b)/(t)", f"{result.e2e_over_transport:.2f}"),
         ("latency p50 / p99", f"{result.p50_ms:.1f} ms / {result.p99_ms:.1f} ms at {result.offered_rows_per_s:,.0f}/s"),
         (

@@ -136,6 +136,7 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         latency_predict_ms_mean=round(load.batches.predict_ms_mean, 1),
         transport_rows_per_s=e2e.transport.rows_per_s, backlog_stage_seconds=backlog.stages,
         e2e_over_transport=backlog.rows_per_s / e2e.transport.rows_per_s, transport_cpu_s=round(e2e.transport.cpu_s, 2),
+        transport_first_commit_s=e2e.transport.first_commit_s, transport_progress=e2e.transport.course,
         index=describe_index(index), recall=round(float(index["recall"]), 4), data_kind=_data_kind(settings),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.queues import SimpleQueue
 from multiprocessing.synchronize import Event
 from typing import Any
 
@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from stream.batching.microbatch import MicroBatch
 from stream.bench.backlog import start_burst
+from stream.bench.progress import SAMPLE_EVERY_S
 from stream.errors import KnnStreamError
 from stream.records.encode import encode_values, prediction_headers
 from stream.records.formats import joined
@@ -48,6 +49,9 @@ class TransportLoop:
 
     rows_per_s: float
     cpu_s: float
+    # every half second (at the end of the batch that crossed it): seconds since the release, records moved
+    course: tuple[tuple[float, int], ...] = ()
+    first_commit_s: float = 0.0  # from the release to the first batch's offsets committed
 
 
 def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str) -> TransportLoop:
@@ -56,11 +60,11 @@ def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str)
     burst = start_burst(settings.bootstrap_servers, input_topic, settings.records, settings.features, settings.format)
     context = multiprocessing.get_context("spawn")
     ready, go = context.Event(), context.Event()
-    rate, cpu_s = context.Value("d", -1.0), context.Value("d", -1.0)
+    measured: SimpleQueue[TransportLoop] = context.SimpleQueue()
     loop_settings = _loop_settings(settings, input_topic, output_topic)
     process = context.Process(
         target=_run_loop,
-        args=(loop_settings, settings.records, settings.features, ready, go, rate, cpu_s),
+        args=(loop_settings, settings.records, settings.features, ready, go, measured),
         name="knnstream-transport",
     )
     process.start()
@@ -70,10 +74,10 @@ def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str)
         go.set()
         burst.release()
         process.join(LOOP_TIMEOUT_S)
-        if process.exitcode != 0 or rate.value <= 0:
+        if process.exitcode != 0 or measured.empty():
             raise KnnStreamError(f"the transport loop failed (exit code {process.exitcode}; its error is above)")
         burst.wait_sent()
-        return TransportLoop(float(rate.value), float(cpu_s.value))
+        return measured.get()
     finally:
         if process.is_alive():
             process.kill()
@@ -109,10 +113,9 @@ def _run_loop(
     n_features: int,
     ready: Event,
     go: Event,
-    rate: Synchronized[float],
-    cpu_s: Synchronized[float],
+    measured: SimpleQueue[TransportLoop],
 ) -> None:
-    """The loop's process: join the group, wait for the go, move ``count`` records, report the rate."""
+    """The loop's process: join the group, wait for the go, move ``count`` records, report what it measured."""
     failures: list[str] = []
 
     def on_failure(error: KafkaError | None, _message: Message) -> None:
@@ -126,7 +129,7 @@ def _run_loop(
         ready.set()
         go.wait(READY_TIMEOUT_S)
         started, cpu_at_start = time.monotonic(), time.process_time()
-        moved = 0
+        moved, course = 0, Course()
         while moved < count:
             if time.monotonic() - started > LOOP_TIMEOUT_S:
                 raise SystemExit(f"the transport loop moved {moved} of {count} records in {LOOP_TIMEOUT_S:.0f} s")
@@ -137,10 +140,36 @@ def _run_loop(
                 if failures:
                     raise SystemExit(f"{len(failures)} transport records were not delivered, e.g. {failures[0]}")
                 moved += len(records)
-        rate.value = moved / (time.monotonic() - started)
-        cpu_s.value = time.process_time() - cpu_at_start
+                course.passed(time.monotonic() - started, moved)
+        elapsed = time.monotonic() - started
+        course.ended(elapsed, moved)
+        measured.put(TransportLoop(moved / elapsed, time.process_time() - cpu_at_start, course.samples, course.first_s))
     finally:
         consumer.close()
+
+
+class Course:
+    """The loop's records moved, taken at the end of each batch that crossed a half second (the
+    marks of the worker's course, :mod:`stream.bench.progress`)."""
+
+    def __init__(self, every_s: float = SAMPLE_EVERY_S) -> None:
+        self._every_s = every_s
+        self._next_s = every_s
+        self.samples: tuple[tuple[float, int], ...] = ()
+        self.first_s = 0.0
+
+    def passed(self, seconds: float, moved: int) -> None:
+        """A batch committed ``seconds`` after the release, ``moved`` records in all by then."""
+        if not self.first_s:
+            self.first_s = round(seconds, 3)
+        if seconds >= self._next_s:
+            self.samples = (*self.samples, (round(seconds, 2), moved))
+            self._next_s = (seconds // self._every_s + 1) * self._every_s
+
+    def ended(self, seconds: float, moved: int) -> None:
+        """The last batch committed: the course ends with it."""
+        if not self.samples or self.samples[-1][1] != moved:
+            self.samples = (*self.samples, (round(seconds, 2), moved))
 
 
 def _join(consumer: Consumer, topic: str) -> None:

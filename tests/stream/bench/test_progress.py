@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from stream.bench.progress import ProgressSampler, describe_progress
+from stream.bench.progress import ProgressSampler, describe_moved, describe_progress
 
 
 class Counters:
@@ -78,3 +78,8 @@ def test_describe_gives_the_rates_between_samples() -> None:
 @pytest.mark.parametrize("samples", [(), ((0.0, 0.0, 0.0),)])
 def test_describe_without_a_span(samples: tuple[tuple[float, ...], ...]) -> None:
     assert describe_progress(samples) == "not sampled"
+
+
+def test_describe_moved_gives_the_loops_rates_between_samples() -> None:
+    assert describe_moved(((0.5, 50_000), (1.5, 250_000))) == "0.0-0.5 s: 100k/s; 0.5-1.5 s: 200k/s"
+    assert describe_moved(()) == "not sampled"
