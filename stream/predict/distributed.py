@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from distributed import Client
+from distributed import Client, WorkerPlugin
 
 from stream.backend import Backend
 from stream.errors import KnnStreamError
@@ -106,6 +106,11 @@ class DaskPredictor:
             self._forget(plugin.version)
             raise ModelLoadError(f"version {plugin.version} failed to load: {type(exc).__name__}: {exc}") from exc
         self._log_warm_ups(plugin.name)
+
+    def share(self, plugin: WorkerPlugin, made_from: str) -> None:
+        """Register a plugin every consumer of the cluster uses alike (a worker's producer) once
+        per cluster: registered again, it would be set up again under another consumer's batch."""
+        self._plugins.register(plugin, made_from)
 
     def _log_warm_ups(self, name: str) -> None:
         """One line per worker on what warming the serving path up cost it (a local cluster keeps

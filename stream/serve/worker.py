@@ -29,7 +29,7 @@ from stream.predict.distributed import DaskPredictor
 from stream.predict.follow import FollowMetrics, ModelFollower, parse_shadow
 from stream.predict.gpu_memory import GpuMemoryMonitor
 from stream.predict.plugin import FrozenHeapPlugin
-from stream.predict.shared import SharedPlugins, fingerprint
+from stream.predict.shared import fingerprint
 from stream.serve.metrics import Health, MetricsServer, WorkerMetrics
 from stream.serve.pipeline import Pipeline, PipelineConfig
 from stream.settings import ServeSettings
@@ -105,10 +105,10 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             client, backend, settings.input_format, settings.max_batches_in_flight, settings.probabilities
         )
         client.register_plugin(FrozenHeapPlugin(backend))  # first: before any model loads
-        if on_workers:  # once per cluster: registered again, it would close a producer under another consumer
+        if on_workers:
             config = producer_config(settings)
             made_from = fingerprint({**config, "delivery_timeout_s": settings.delivery_timeout_s})
-            SharedPlugins(client).register(ProducerPlugin(config, settings.delivery_timeout_s), made_from)
+            predictor.share(ProducerPlugin(config, settings.delivery_timeout_s), made_from)
         follower = _follower(settings, store, predictor, backend, manifest, metrics)
         follower.start(manifest)
         log.info(

@@ -64,7 +64,7 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     local_dask_workers: Literal["auto", "threads", "processes"] = Field(
         "auto",
         description="how the workers of a local CPU Dask cluster run: threads of the serving process, processes,"
-        " or auto (threads for one worker, processes for more)",
+        " or auto (threads for one worker, processes for more; processes with --consumers, which share them)",
     )
     delivery_timeout_s: float = Field(30.0, gt=0, description="how long to wait for the broker to acknowledge a batch")
     producer_queue_max_messages: int = Field(
@@ -96,5 +96,16 @@ class ServeSettings(KafkaSettings, ComputeSettings):
         if self.metrics_port and self.metrics_port + self.consumers - 1 > 65535:
             raise ValueError(
                 f"--metrics-port {self.metrics_port} leaves no port for each of --consumers {self.consumers}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shared_workers_are_processes(self) -> ServeSettings:
+        # the cluster of --consumers N is started by the parent, and each consumer, a process of
+        # its own, reaches it over TCP: workers that were threads of one process would not be shared
+        if self.consumers > 1 and self.local_dask_workers == "threads":
+            raise ValueError(
+                f"--local-dask-workers threads runs the Dask workers in the serving process, but the"
+                f" --consumers {self.consumers} share theirs: use processes (or auto) with --consumers"
             )
         return self

@@ -51,6 +51,9 @@ def test_each_consumer_gets_the_shared_cluster_its_own_port_and_its_own_transact
     assert threads_per_worker(given.max_batches_in_flight, given.consumers) == 6  # each consumer's batches in flight
     with pytest.raises(ValidationError, match="--metrics-port 65535 leaves no port for each of --consumers 2"):
         ServeSettings(model="m@production", consumers=2, metrics_port=65535)
+    with pytest.raises(ValidationError, match="--local-dask-workers threads runs the Dask workers in the serving"):
+        ServeSettings(model="m@production", consumers=2, local_dask_workers="threads")
+    assert ServeSettings(model="m@production", consumers=2, local_dask_workers="processes").consumers == 2
 
 
 def _topics(new_topic: Callable[..., str]) -> Topics:
