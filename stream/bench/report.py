@@ -55,6 +55,8 @@ class BenchResult:
     transport_rows_per_s: float = 0.0  # the plain consume → decode → encode → produce → commit loop, no prediction
     e2e_over_transport: float = 0.0  # (b) over the transport loop's rate: 1.0 is all the transport allows
     transport_cpu_s: float = 0.0  # CPU seconds of the transport loop's process for the backlog
+    backlog_host_busy: float = 0.0  # the share of the host's core time spent busy during the backlog
+    transport_host_busy: float = 0.0  # the same during the transport loop's backlog
     transport_first_commit_s: float = 0.0  # from the backlog's release to the loop's first batch committed
     # at each half second of the loop's backlog (the batch that crossed it): seconds, records moved
     transport_progress: tuple[tuple[float, int], ...] = ()
@@ -97,6 +99,7 @@ def format_table(result: BenchResult) -> str:
             f"{result.backlog_sent_s:.2f} s (the backlog's burst, from its release to its last acknowledgement)",
         ),
         ("  course", describe_progress(result.backlog_progress)),
+        ("  host's cores", f"{result.backlog_host_busy:.0%} busy (every process of the host)"),
         *([("  stages (s)", " ".join(result.backlog_stage_seconds))] if result.backlog_stage_seconds else []),
         *[("  GPUs", line) for line in result.backlog_gpus],
         ("(b)/(a)", f"{result.ratio:.2f}"),
@@ -105,6 +108,7 @@ def format_table(result: BenchResult) -> str:
             f"{result.transport_rows_per_s:,.0f} rows/s (consume, decode, encode, produce, commit;"
             f" {result.transport_cpu_s:.2f} CPU s)",
         ),
+        ("  host's cores", f"{result.transport_host_busy:.0%} busy during the loop"),
         ("  its first batch", f"committed {result.transport_first_commit_s:.2f} s after the release"),
         ("  its course", describe_moved(result.transport_progress)),
         ("(b)/(t)", f"{result.e2e_over_transport:.2f}"),

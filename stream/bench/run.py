@@ -33,6 +33,7 @@ from stream.backend import Backend, resolve_backend
 from stream.bench.backlog import Burst, start_burst, wait_group_settled
 from stream.bench.data import bench_data
 from stream.bench.gpus import GpuSampler
+from stream.bench.host import core_times
 from stream.bench.load import (
     BatchStats,
     OutputReader,
@@ -77,6 +78,7 @@ class Backlog:
     progress: tuple[tuple[float, ...], ...]  # every half second: predictions read, then each replica's predicted
     replica_gpus: tuple[str, ...]  # each replica's CUDA_VISIBLE_DEVICES (empty: every GPU, or the CPU backend)
     stages: tuple[str, ...]  # seconds in each stage, where/stage=seconds (stream.bench.stages)
+    host_busy: float  # the share of the host's core time spent busy (stream.bench.host)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         transport_rows_per_s=e2e.transport.rows_per_s, backlog_stage_seconds=backlog.stages,
         e2e_over_transport=backlog.rows_per_s / e2e.transport.rows_per_s, transport_cpu_s=round(e2e.transport.cpu_s, 2),
         transport_first_commit_s=e2e.transport.first_commit_s, transport_progress=e2e.transport.course,
+        backlog_host_busy=backlog.host_busy, transport_host_busy=e2e.transport.host_busy,
         index=describe_index(index), recall=round(float(index["recall"]), 4), data_kind=_data_kind(settings),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
@@ -223,11 +226,11 @@ def _run_backlog(
         join_timeout_s=SCRAPE_TIMEOUT_S * len(replicas.ports) + 5,  # a scrape of each replica under way
     )
     progress.start()
-    started = time.monotonic()
+    started, cores_at_start = time.monotonic(), core_times()
     burst.release()
     try:
         reader.wait_for(settings.records, timeout_s=1800, failed=lambda: burst.failure() or replicas.failure())
-        ended = time.monotonic()
+        ended, busy = time.monotonic(), core_times().busy_share_since(cores_at_start)
     finally:
         gpu_lines, course = sampler.stop(), progress.stop()
     cpu, bench_cpu_s = replicas.cpu_seconds() - cpu_at_start, _own_cpu_seconds() - bench_cpu_at_start
@@ -240,7 +243,7 @@ def _run_backlog(
         settings.records / (ended - started), first - started,
         (settings.records - 1) / (last - first) if last > first else 0.0, int(totals[decoded]),
         totals[gc_seconds] - at_start[gc_seconds], cpu, predicted, burst.wait_sent(), bench_cpu_s, gpu_lines,
-        course, tuple(replicas.devices), stages,
+        course, tuple(replicas.devices), stages, busy,
     )  # fmt: skip
 
 

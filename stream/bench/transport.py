@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from stream.batching.microbatch import MicroBatch
 from stream.bench.backlog import start_burst
+from stream.bench.host import core_times
 from stream.bench.progress import SAMPLE_EVERY_S
 from stream.errors import KnnStreamError
 from stream.records.encode import encode_values, prediction_headers
@@ -52,6 +53,7 @@ class TransportLoop:
     # every half second (at the end of the batch that crossed it): seconds since the release, records moved
     course: tuple[tuple[float, int], ...] = ()
     first_commit_s: float = 0.0  # from the release to the first batch's offsets committed
+    host_busy: float = 0.0  # the share of the host's core time spent busy meanwhile (stream.bench.host)
 
 
 def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str) -> TransportLoop:
@@ -128,7 +130,7 @@ def _run_loop(
         _join(consumer, settings.input_topic)
         ready.set()
         go.wait(READY_TIMEOUT_S)
-        started, cpu_at_start = time.monotonic(), time.process_time()
+        started, cpu_at_start, cores_at_start = time.monotonic(), time.process_time(), core_times()
         moved, course = 0, Course()
         while moved < count:
             if time.monotonic() - started > LOOP_TIMEOUT_S:
@@ -143,7 +145,8 @@ def _run_loop(
                 course.passed(time.monotonic() - started, moved)
         elapsed = time.monotonic() - started
         course.ended(elapsed, moved)
-        measured.put(TransportLoop(moved / elapsed, time.process_time() - cpu_at_start, course.samples, course.first_s))
+        cpu_s, busy = time.process_time() - cpu_at_start, core_times().busy_share_since(cores_at_start)
+        measured.put(TransportLoop(moved / elapsed, cpu_s, course.samples, course.first_s, busy))
     finally:
         consumer.close()
 
