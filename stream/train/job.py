@@ -67,11 +67,13 @@ def _train(settings: TrainSettings, backend: Backend, client: Client) -> Manifes
     columns = choose_columns(table, settings.label, settings.feature_list())
     table = client.persist(table[[*columns.features, columns.label]].dropna())
     train_part, holdout_part = holdout_split(table, settings, client)
-    evaluation = _evaluate(settings, backend, client, train_part, holdout_part, columns)
+    evaluation, train_index = _evaluate(settings, backend, client, train_part, holdout_part, columns)
     if evaluation.holdout:
         log.info("holdout %s with k=%d: %s", settings.task, evaluation.k, evaluation.holdout)
     index = fit_index(settings, evaluation.k, table, columns, "the data")
-    model_index = _model_index(settings, backend, evaluation.k, index, train_part, holdout_part, columns)
+    # without a holdout the training part is every row: the served index is the one tuned on
+    tuned_on = index if train_index is None else train_index
+    model_index = _model_index(settings, backend, index, tuned_on, holdout_part, columns)
     store = ModelStore(settings.store)
     draft = _manifest_draft(settings, backend, columns, index, evaluation, model_index)
     manifest = store.publish(settings.name, {MODEL_FILE: index.to_npz(), **model_index.files}, draft)
@@ -115,9 +117,8 @@ def fit_index(settings: TrainSettings, k: int, part: Any, columns: Columns, what
 def _model_index(
     settings: TrainSettings,
     backend: Backend,
-    k: int,
     served: KnnIndex,
-    train_part: Any,
+    tuned_on: KnnIndex,
     holdout_part: Any | None,
     columns: Columns,
 ) -> ModelIndex:
@@ -131,7 +132,6 @@ def _model_index(
         frame = holdout_part.compute()
         frame = frame.to_pandas() if hasattr(frame, "to_pandas") else frame
         holdout = (frame[list(columns.features)].to_numpy(dtype=np.float64), frame[columns.label].to_numpy())
-    tuned_on = fit_index(settings, k, train_part, columns, "the training part")
     return build_model_index(
         settings.index, tuned_on, backend, settings.min_recall, holdout, settings.seed, served=served
     )
@@ -144,14 +144,16 @@ def _evaluate(
     train_part: Any,
     holdout_part: Any | None,
     columns: Columns,
-) -> Evaluation:
+) -> tuple[Evaluation, KnnIndex | None]:
+    """The holdout's score of the training part's index (which :func:`_model_index` tunes the
+    served index on), and that index; none without a holdout."""
     k, validation = _choose_k(settings, backend, client, train_part, columns)
     if holdout_part is None:
-        return Evaluation(k, {}, validation)
+        return Evaluation(k, {}, validation), None
     index = fit_index(settings, k, train_part, columns, "the training part")
     score = score_by_k(client, index, holdout_part, columns.features, columns.label, [k], backend)[k]
     metric_name = "accuracy" if settings.task == "classification" else "r2"
-    return Evaluation(k, {metric_name: score}, validation)
+    return Evaluation(k, {metric_name: score}, validation), index
 
 
 def _choose_k(
