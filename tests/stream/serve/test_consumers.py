@@ -97,6 +97,12 @@ def test_two_consumers_share_the_partitions_and_a_sigint_stops_both_with_everyth
         wait_group_settled(kafka_bootstrap, group_id, CONSUMERS, PARTITIONS, timeout_s=60)
         positions = produce_records(kafka_bootstrap, topics.input, 4000)  # keyed: spread over the partitions
         offsets.wait_for(len(positions), [], timeout_s=60)
+        # a consumer counts a batch's records once its commit returned, just after the broker has it
+        wait_until(
+            lambda: sum(_predicted(port + consumer, topics.input) for consumer in range(CONSUMERS)) >= len(positions),
+            "every committed record counted by its consumer",
+            timeout_s=10,
+        )
         predicted = [_predicted(port + consumer, topics.input) for consumer in range(CONSUMERS)]
         worker.send_signal(signal.SIGINT)
         code = worker.wait(timeout=30)
