@@ -6,9 +6,12 @@ into a topic of as many partitions), with the worker's own consumer and producer
 batches of the benchmark's size, and does to each batch what the worker does bar the prediction:
 decodes it (float32 rows with numpy, JSON lines with Arrow), encodes one JSON prediction per
 record (a constant one) with the worker's encoder, produces the batch, waits for every
-acknowledgement and commits its offsets. Nothing else runs meanwhile: the rate it reaches is the
-most the worker could deliver on this broker, this machine and these settings, whatever the
-search's speed. It runs in a process of its own, as the worker does.
+acknowledgement and commits its offsets. It runs in a process of its own, as the worker does,
+and it is timed as the worker's backlog is: from the release to the last of its output read by
+the benchmark's reader (:class:`stream.bench.load.OutputReader`), which runs meanwhile as it does
+for the worker (on a small host it takes a share of the cores, and the broker serves it). The
+rate it reaches is the most the worker could deliver on this broker, this machine and these
+settings, whatever the search's speed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import multiprocessing
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.queues import SimpleQueue
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -29,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from stream.batching.microbatch import MicroBatch
 from stream.bench.backlog import start_burst
 from stream.bench.host import core_times
+from stream.bench.load import OutputReader
 from stream.bench.progress import SAMPLE_EVERY_S
 from stream.errors import KnnStreamError
 from stream.records.encode import encode_values, prediction_headers
@@ -45,8 +49,9 @@ VERSION = "transport"
 
 @dataclass(frozen=True)
 class TransportLoop:
-    """What the loop measured: its rate, and the CPU seconds its process took for the backlog
-    (librdkafka's threads included), to set beside the worker's."""
+    """What the loop measured: its rate (records over the time from the release to the last of its
+    output read), and the CPU seconds its process took for the backlog (librdkafka's threads
+    included), to set beside the worker's."""
 
     rows_per_s: float
     cpu_s: float
@@ -58,7 +63,16 @@ class TransportLoop:
 
 def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str) -> TransportLoop:
     """Records a second the plain loop moves from ``input_topic`` to ``output_topic``: from the
-    backlog's release to the last batch's offsets committed."""
+    backlog's release to the last of them read from ``output_topic``."""
+    reader = OutputReader(settings.bootstrap_servers, output_topic)
+    try:
+        reader.wait_until_assigned(timeout_s=READY_TIMEOUT_S)
+        return _time_the_loop(settings, input_topic, output_topic, reader)
+    finally:
+        reader.close()
+
+
+def _time_the_loop(settings: BenchSettings, input_topic: str, output_topic: str, reader: OutputReader) -> TransportLoop:
     burst = start_burst(settings.bootstrap_servers, input_topic, settings.records, settings.features, settings.format)
     context = multiprocessing.get_context("spawn")
     ready, go = context.Event(), context.Event()
@@ -74,12 +88,16 @@ def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str)
         burst.wait_ready()
         _wait(ready, process, READY_TIMEOUT_S, "the transport loop did not get its partitions")
         go.set()
+        released = time.monotonic()
         burst.release()
+        reader.wait_for(settings.records, LOOP_TIMEOUT_S, failed=lambda: burst.failure() or _failure(process))
+        read_s = max(reader.received_at.values()) - released
         process.join(LOOP_TIMEOUT_S)
-        if process.exitcode != 0 or measured.empty():
-            raise KnnStreamError(f"the transport loop failed (exit code {process.exitcode}; its error is above)")
+        if (error := _failure(process)) is not None or measured.empty():
+            raise error or KnnStreamError("the transport loop ended without its figures")
         burst.wait_sent()
-        return measured.get()
+        # the loop times itself to its last commit; the rate is timed as the worker's is, to the last read
+        return replace(measured.get(), rows_per_s=settings.records / read_s)
     finally:
         if process.is_alive():
             process.kill()
@@ -100,6 +118,13 @@ def _loop_settings(settings: BenchSettings, input_topic: str, output_topic: str)
         input_format=settings.format,
         statistics_interval_ms=0,
     )
+
+
+def _failure(process: multiprocessing.process.BaseProcess) -> KnnStreamError | None:
+    """An error once the loop's process has failed (it exits 0 only with every record moved)."""
+    if process.exitcode in (None, 0):
+        return None
+    return KnnStreamError(f"the transport loop failed (exit code {process.exitcode}; its error is above)")
 
 
 def _wait(event: Event, process: multiprocessing.process.BaseProcess, timeout_s: float, what: str) -> None:
