@@ -13,6 +13,8 @@ BackendChoice = Literal["auto", "cpu", "gpu"]
 Task = Literal["classification", "regression"]
 # json: {"id": ..., "features": [...]}; float32: the features as little-endian float32, the id in the key
 InputFormat = Literal["json", "float32"]
+# the neighbour index a model serves (stream.predict.index), or auto: chosen by size at train time
+IndexChoice = Literal["brute", "ivf-flat", "ivf-pq", "cagra", "hnsw", "auto"]
 
 
 def own_env(command: str, field: str) -> str:

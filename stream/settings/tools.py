@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stream.settings.base import CommandSettings, ComputeSettings, InputFormat, KafkaSettings, own_env
+from stream.settings.base import CommandSettings, ComputeSettings, IndexChoice, InputFormat, KafkaSettings, own_env
 
 
 class ProduceSettings(KafkaSettings):
@@ -90,9 +90,7 @@ class BenchSettings(ComputeSettings):
         validation_alias=own_env("bench", "data"),
     )
     label: str | None = Field(None, description="label column of --data", validation_alias=own_env("bench", "label"))
-    index: Literal["brute", "ivf-flat", "ivf-pq", "cagra", "hnsw", "auto"] = Field(
-        "brute", description="neighbour index of the model (as knnstream train --index)"
-    )
+    index: IndexChoice = Field("brute", description="neighbour index of the model (as knnstream train --index)")
     min_recall: float = Field(0.99, gt=0, le=1, description="recall@k the index's search settings must reach")
     features: int = Field(32, ge=1, description="features per record", validation_alias=own_env("bench", "features"))
     k: int = Field(5, ge=1, description="number of neighbours", validation_alias=own_env("bench", "k"))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from stream.settings.base import ComputeSettings, Task
+from stream.settings.base import ComputeSettings, IndexChoice, Task
 
 
 class TrainSettings(ComputeSettings):
@@ -39,7 +39,7 @@ class TrainSettings(ComputeSettings):
     store: str = Field("./models", description="model store root: a directory or fsspec URL")
     name: str = Field(..., description="model name in the store")
     alias: str | None = Field(None, description="alias to point at the new version, e.g. production")
-    index: Literal["brute", "ivf-flat", "ivf-pq", "cagra", "hnsw", "auto"] = Field(
+    index: IndexChoice = Field(
         "brute",
         description="neighbour index served: brute (exact), ivf-flat, ivf-pq, cagra (GPU), hnsw, or auto (by size)",
     )
