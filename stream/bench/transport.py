@@ -92,12 +92,11 @@ def _time_the_loop(settings: BenchSettings, input_topic: str, output_topic: str,
         burst.release()
         reader.wait_for(settings.records, LOOP_TIMEOUT_S, failed=lambda: burst.failure() or _failure(process))
         read_s = max(reader.received_at.values()) - released
+        figures = _figures_of(process, measured)
         process.join(LOOP_TIMEOUT_S)
-        if (error := _failure(process)) is not None or measured.empty():
-            raise error or KnnStreamError("the transport loop ended without its figures")
         burst.wait_sent()
         # the loop times itself to its last commit; the rate is timed as the worker's is, to the last read
-        return replace(measured.get(), rows_per_s=settings.records / read_s)
+        return replace(figures, rows_per_s=settings.records / read_s)
     finally:
         if process.is_alive():
             process.kill()
@@ -118,6 +117,22 @@ def _loop_settings(settings: BenchSettings, input_topic: str, output_topic: str)
         input_format=settings.format,
         statistics_interval_ms=0,
     )
+
+
+def _figures_of(process: multiprocessing.process.BaseProcess, measured: SimpleQueue[TransportLoop]) -> TransportLoop:
+    """What the loop's process measured, read before it is joined: it exits once its figures are
+    read (a put larger than the pipe's buffer waits for the reader)."""
+    deadline = time.monotonic() + LOOP_TIMEOUT_S
+    while measured.empty():
+        if (error := _failure(process)) is not None:
+            raise error
+        if process.exitcode == 0 and measured.empty():
+            raise KnnStreamError("the transport loop ended without its figures")
+        if time.monotonic() > deadline:
+            raise KnnStreamError(f"the transport loop gave no figures within {LOOP_TIMEOUT_S:.0f} s")
+        time.sleep(0.05)
+    figures: TransportLoop = measured.get()
+    return figures
 
 
 def _failure(process: multiprocessing.process.BaseProcess) -> KnnStreamError | None:
