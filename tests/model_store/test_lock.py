@@ -9,7 +9,6 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,15 +110,6 @@ def test_processes_racing_for_a_stale_lock_never_hold_it_together(tmp_path: Path
 
 
 # -- non-local (fsspec) roots, on the memory filesystem ------------------------------------------
-
-
-@pytest.fixture
-def memory_root() -> Iterator[str]:
-    root = f"memory://lock-test-{uuid.uuid4().hex}"
-    yield root
-    fs = fsspec.filesystem("memory")
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
 
 
 def lock_files(root: str) -> list[str]:

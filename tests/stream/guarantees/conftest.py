@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from model_store import Manifest
-from tests.stream.guarantees.scenario import Scale, Topics, current_scale, publish_model
+from tests.stream.guarantees.scenario import Scale, current_scale, publish_model
+from tests.stream.guarantees.topics import Topics
 
 
 @pytest.fixture(scope="session")

@@ -19,18 +19,10 @@ from collections.abc import Callable
 import pytest
 
 from model_store import Manifest
-from tests.stream.guarantees.scenario import (
-    MAX_IN_FLIGHT,
-    GroupOffsets,
-    Scale,
-    Topics,
-    Workers,
-    prediction_ids,
-    produce_records,
-    read_topic,
-    report,
-    tally,
-)
+from tests.stream.guarantees.reading import GroupOffsets, prediction_ids, read_topic, tally
+from tests.stream.guarantees.scenario import MAX_IN_FLIGHT, Scale, report
+from tests.stream.guarantees.topics import Topics, produce_records
+from tests.stream.guarantees.workers import Workers
 
 pytestmark = pytest.mark.kafka
 

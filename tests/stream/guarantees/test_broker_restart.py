@@ -21,17 +21,10 @@ from model_store import Manifest
 from stream.demo.kafka_admin import BROKER_SCRIPT
 from stream.sink.admin import create_topics
 from tests.helpers import free_port
-from tests.stream.guarantees.scenario import (
-    GroupOffsets,
-    Scale,
-    Topics,
-    Workers,
-    prediction_ids,
-    produce_records,
-    read_topic,
-    report,
-    tally,
-)
+from tests.stream.guarantees.reading import GroupOffsets, prediction_ids, read_topic, tally
+from tests.stream.guarantees.scenario import Scale, report
+from tests.stream.guarantees.topics import Topics, produce_records
+from tests.stream.guarantees.workers import Workers
 
 pytestmark = pytest.mark.kafka
 

@@ -17,7 +17,8 @@ import pytest
 
 from model_store import Manifest
 from tests.helpers import N_FEATURES, free_port
-from tests.stream.guarantees.scenario import MODEL_NAME, MODEL_REF, Topics, report
+from tests.stream.guarantees.scenario import MODEL_NAME, MODEL_REF, report
+from tests.stream.guarantees.topics import Topics
 
 pytestmark = pytest.mark.kafka
 

@@ -17,17 +17,10 @@ import pytest
 
 from model_store import Manifest
 from tests.helpers import N_FEATURES, blobs
-from tests.stream.guarantees.scenario import (
-    GroupOffsets,
-    Topics,
-    Workers,
-    prediction_ids,
-    produce,
-    read_topic,
-    record_value,
-    report,
-    tally,
-)
+from tests.stream.guarantees.reading import GroupOffsets, prediction_ids, read_topic, tally
+from tests.stream.guarantees.scenario import report
+from tests.stream.guarantees.topics import Topics, produce, record_value
+from tests.stream.guarantees.workers import Workers
 
 pytestmark = pytest.mark.kafka
 

@@ -15,19 +15,10 @@ import pytest
 
 from model_store import Manifest
 from stream.backend import Backend
-from tests.stream.guarantees.scenario import (
-    DASK_WORKER_PROCESSES,
-    GroupOffsets,
-    Scale,
-    Topics,
-    TopicWatcher,
-    Workers,
-    prediction_ids,
-    produce_records,
-    read_topic,
-    report,
-    tally,
-)
+from tests.stream.guarantees.reading import GroupOffsets, TopicWatcher, prediction_ids, read_topic, tally
+from tests.stream.guarantees.scenario import DASK_WORKER_PROCESSES, Scale, report
+from tests.stream.guarantees.topics import Topics, produce_records
+from tests.stream.guarantees.workers import Workers
 
 pytestmark = pytest.mark.kafka
 

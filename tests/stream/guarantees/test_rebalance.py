@@ -8,19 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from model_store import Manifest
-from tests.stream.guarantees.scenario import (
-    GroupOffsets,
-    Scale,
-    Topics,
-    WorkerProcess,
-    Workers,
-    prediction_ids,
-    produce_records,
-    read_topic,
-    report,
-    tally,
-    wait_until,
-)
+from tests.stream.guarantees.reading import GroupOffsets, prediction_ids, read_topic, tally
+from tests.stream.guarantees.scenario import Scale, report, wait_until
+from tests.stream.guarantees.topics import Topics, produce_records
+from tests.stream.guarantees.workers import WorkerProcess, Workers
 
 pytestmark = pytest.mark.kafka
 

@@ -15,17 +15,10 @@ from threadpoolctl import threadpool_limits
 
 from stream.predict.model import build_predictor, index_from_training_data
 from tests.helpers import blobs
-from tests.stream.guarantees.scenario import (
-    GroupOffsets,
-    Topics,
-    Workers,
-    prediction_ids,
-    produce_records,
-    publish_model,
-    read_topic,
-    report,
-    tally,
-)
+from tests.stream.guarantees.reading import GroupOffsets, prediction_ids, read_topic, tally
+from tests.stream.guarantees.scenario import publish_model, report
+from tests.stream.guarantees.topics import Topics, produce_records
+from tests.stream.guarantees.workers import Workers
 
 pytestmark = pytest.mark.kafka
 

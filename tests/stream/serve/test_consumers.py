@@ -20,18 +20,10 @@ from stream.predict.cluster import threads_per_worker
 from stream.serve.consumers import consumer_settings
 from stream.settings import ServeSettings
 from tests.helpers import free_consecutive_ports, read_output, scrape, start_worker, wait_healthy
-from tests.stream.guarantees.scenario import (
-    MODEL_NAME,
-    GroupOffsets,
-    Topics,
-    TopicWatcher,
-    prediction_ids,
-    produce_records,
-    publish_model,
-    read_topic,
-    serve_args,
-    wait_until,
-)
+from tests.stream.guarantees.reading import GroupOffsets, TopicWatcher, prediction_ids, read_topic
+from tests.stream.guarantees.scenario import MODEL_NAME, publish_model, wait_until
+from tests.stream.guarantees.topics import Topics, produce_records
+from tests.stream.guarantees.workers import serve_args
 
 pytestmark = pytest.mark.kafka
 
