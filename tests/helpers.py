@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -42,17 +43,32 @@ def write_history(path: Path, rows: int = 3000, seed: int = 0, fmt: str = "parqu
     return path
 
 
+# Ports for the workers a test starts are drawn below the kernel's range of ephemeral ports: one
+# drawn from that range may be given to some client's outgoing connection (the tests open many, to
+# the broker and between Dask's processes) between the probe and the worker's own bind.
+LOWEST_PORT = 20_000
+_draws = random.Random(os.getpid())  # test processes running side by side draw different ports
+_handed_out: set[int] = set()  # a port given once may not be bound yet: never given again
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_consecutive_ports(1)
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default; elsewhere the range the probes bind in must simply be free
 
 
 def free_consecutive_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that are free on 127.0.0.1 together."""
-    for _ in range(100):
-        first = free_port()
-        if first + count - 1 > 65535:
+    """The first of ``count`` consecutive ports that are free on 127.0.0.1 together, below the
+    ephemeral range."""
+    highest_first = _ephemeral_ports_start() - count
+    for _ in range(200):
+        first = _draws.randrange(LOWEST_PORT, max(LOWEST_PORT + 1, highest_first))
+        if _handed_out.intersection(range(first, first + count)):
             continue
         probes = []
         try:
@@ -60,6 +76,7 @@ def free_consecutive_ports(count: int) -> int:
                 probe = socket.socket()
                 probes.append(probe)
                 probe.bind(("127.0.0.1", port))
+            _handed_out.update(range(first, first + count))
             return first
         except OSError:
             continue
