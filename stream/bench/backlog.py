@@ -26,6 +26,7 @@ from stream.errors import KnnStreamError
 from stream.settings import InputFormat
 
 READY_TIMEOUT_S = 600.0  # making and encoding millions of records
+CONNECT_TIMEOUT_S = 30.0  # for the broker's metadata of the backlog's topic
 
 
 class Burst:
@@ -74,11 +75,19 @@ class Burst:
         self._process.join()
 
 
-def start_burst(bootstrap_servers: str, topic: str, count: int, features: int, input_format: InputFormat) -> Burst:
-    """Start the burst's process: it makes and encodes ``count`` records, connects, and waits."""
+def start_burst(
+    bootstrap_servers: str,
+    topic: str,
+    count: int,
+    features: int,
+    input_format: InputFormat,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> Burst:
+    """Start the burst's process: it makes and encodes ``count`` records, connects (within
+    ``connect_timeout_s``, or it fails), and waits."""
     context = multiprocessing.get_context("spawn")
     ready, go, sent_s = context.Event(), context.Event(), context.Value("d", -1.0)
-    args = (bootstrap_servers, topic, count, features, input_format, ready, go, sent_s)
+    args = (bootstrap_servers, topic, count, features, input_format, connect_timeout_s, ready, go, sent_s)
     process = context.Process(target=_send_burst, args=args, name="knnstream-burst", daemon=True)
     process.start()
     return Burst(process, ready, go, sent_s)
@@ -90,6 +99,7 @@ def _send_burst(
     count: int,
     features: int,
     input_format: InputFormat,
+    connect_timeout_s: float,
     ready: Event,
     go: Event,
     sent_s: Synchronized[float],
@@ -109,7 +119,7 @@ def _send_burst(
         "bootstrap.servers": bootstrap_servers, "linger.ms": 20, "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000, "delivery.report.only.error": True, "on_delivery": on_failure,
     })  # fmt: skip
-    producer.list_topics(topic, timeout=30)  # connected, with the topic's leaders
+    producer.list_topics(topic, timeout=connect_timeout_s)  # connected, with the topic's leaders
     ready.set()
     while not go.wait(1.0):
         parent = multiprocessing.parent_process()

@@ -53,7 +53,7 @@ def test_the_burst_sends_every_record_only_once_released(kafka_bootstrap: str) -
 
 
 def test_a_burst_that_cannot_start_says_so() -> None:
-    burst = start_burst("127.0.0.1:1", "nowhere", 10, 4, "float32")  # no broker: no metadata within its 30 s
+    burst = start_burst("127.0.0.1:1", "nowhere", 10, 4, "float32", connect_timeout_s=2)  # no broker: no metadata
     try:
         with pytest.raises(KnnStreamError, match="burst failed"):
             burst.wait_ready(timeout_s=120)
