@@ -11,14 +11,34 @@ from collections.abc import Callable
 import pytest
 
 from model_store import Manifest
-from tests.stream.guarantees.reading import GroupOffsets, prediction_ids, read_topic, tally
+from tests.stream.guarantees.reading import GroupOffsets, TopicWatcher, prediction_ids, read_topic, tally
 from tests.stream.guarantees.scenario import DASK_WORKER_PROCESSES, SLOW_OUTPUT, Scale, report, wait_until
 from tests.stream.guarantees.topics import Topics, produce_records
-from tests.stream.guarantees.workers import Workers
+from tests.stream.guarantees.workers import WorkerProcess, Workers
 
 pytestmark = pytest.mark.kafka
 
 
+def _freeze_with_a_transaction_open(
+    zombie: WorkerProcess, bootstrap: str, topics: Topics, partitions: int, offsets: GroupOffsets
+) -> None:
+    """SIGSTOP the worker's process group at a moment its transaction has predictions written and
+    not committed: more records on the output topic than the group has committed (one prediction
+    a record). Frozen between two transactions, it is continued and frozen again."""
+    written = TopicWatcher(bootstrap, topics.output, partitions)
+    try:
+        for _ in range(50):
+            zombie.signal_group(signal.SIGSTOP)
+            if written.drain() > offsets.total():
+                return
+            zombie.signal_group(signal.SIGCONT)
+            time.sleep(0.02)
+    finally:
+        written.close()
+    raise AssertionError("the worker was never frozen with a transaction open")
+
+
+@pytest.mark.parametrize("dask_workers", ["processes", "in-process"])
 def test_exactly_once_zombie_is_fenced_by_the_group(
     kafka_bootstrap: str,
     topics: Callable[[int], Topics],
@@ -27,19 +47,26 @@ def test_exactly_once_zombie_is_fenced_by_the_group(
     model: Manifest,
     scale: Scale,
     record_property: Callable[[str, object], None],
+    dask_workers: str,
 ) -> None:
     """A stalls mid-batch, is expired from the group, B takes its partitions; A wakes up and tries
-    to finish its batch: the group coordinator refuses its offsets, so its transaction aborts."""
+    to finish its batch: the group coordinator refuses its offsets, so its transaction aborts.
+    With Dask worker processes A's batch is held in its prediction (its Dask workers stopped
+    first); with its Dask worker in its own process (the default), A stops while it produces."""
     names = topics(scale.partitions)
     positions = produce_records(kafka_bootstrap, names.input, scale.records)
     offsets = GroupOffsets(kafka_bootstrap, group_id, names.input, scale.partitions)
     exactly_once = ("--guarantee=exactly-once", SLOW_OUTPUT)
     try:
         with Workers(kafka_bootstrap, names, group_id, tmp_store, scale.batch) as workers:
-            zombie = workers.start("A", *exactly_once, f"--transactional-id=A-{group_id}", DASK_WORKER_PROCESSES)
+            arrangement = (DASK_WORKER_PROCESSES,) if dask_workers == "processes" else ()
+            zombie = workers.start("A", *exactly_once, f"--transactional-id=A-{group_id}", *arrangement)
             offsets.wait_for(math.ceil(0.1 * scale.records), [zombie])
-            zombie.hold_batch_in_predict()  # a batch in flight, stuck in its prediction
-            zombie.signal_group(signal.SIGSTOP)  # and the whole worker stalls
+            if dask_workers == "processes":
+                zombie.hold_batch_in_predict()  # a batch in flight, stuck in its prediction
+                zombie.signal_group(signal.SIGSTOP)  # and the whole worker stalls
+            else:
+                _freeze_with_a_transaction_open(zombie, kafka_bootstrap, names, scale.partitions, offsets)
             frozen_at = offsets.total()
             taken_over = time.monotonic()
             successor = workers.start("B", *exactly_once, f"--transactional-id=B-{group_id}")
@@ -60,7 +87,7 @@ def test_exactly_once_zombie_is_fenced_by_the_group(
     refusal = next(line for line in zombie.log().splitlines() if "aborting the transaction" in line)
     report(
         record_property,
-        "exactly-once, zombie fenced",
+        f"exactly-once, zombie fenced (Dask workers: {dask_workers})",
         records=scale.records,
         committed_when_A_froze=frozen_at,
         B_first_commit_s=round(takeover_s, 1),
