@@ -145,10 +145,10 @@ cmd_start() {
   format_storage
   # A JVM that dies before writing a line (killed from outside while starting, say) is started
   # once more; one that logged why it stopped is not, since it would stop again.
-  local attempt
+  local attempt launched=$SECONDS
   for attempt in 1 2; do
     launch_broker
-    if wait_until_ready; then
+    if wait_until_ready "$launched"; then
       log "ready at $BOOTSTRAP in $(elapsed "$t0")s (pid $(<"$PID_FILE"))"
       echo "$BOOTSTRAP"; return 0
     fi
@@ -176,12 +176,13 @@ lines_since_start() {
 
 # Wait until the launched broker answers: 0 when it does, 1 when it exits first. A broker that
 # reloads many partitions (or recovers them after a kill) logs each one, so it gets time while
-# its log grows, and is stopped once it has been silent for START_TIMEOUT.
+# its log grows, and is stopped once it has been silent for START_TIMEOUT, or START_LIMIT
+# seconds after $1 (when the first launch began).
 wait_until_ready() {
   # The pid is checked for being alive, not for running kafka.Kafka: until the forked shell
   # has exec'd java, its command line is still this script's.
   local pid; pid="$(<"$PID_FILE")"
-  local launched=$SECONDS logged=-1 size last_progress=$SECONDS
+  local launched=$1 logged=-1 size last_progress=$SECONDS
   until broker_answers; do
     if ! alive "$pid"; then
       local status=0; wait "$pid" 2>/dev/null || status=$?

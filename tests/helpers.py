@@ -55,6 +55,13 @@ def free_port() -> int:
     return free_consecutive_ports(1)
 
 
+def _kernels_port() -> int:
+    """A free port the kernel picks (from its ephemeral range: where that range leaves too few below it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _ephemeral_ports_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -67,8 +74,8 @@ def free_consecutive_ports(count: int) -> int:
     ephemeral range."""
     highest_first = _ephemeral_ports_start() - count
     for _ in range(200):
-        first = _draws.randrange(LOWEST_PORT, max(LOWEST_PORT + 1, highest_first))
-        if _handed_out.intersection(range(first, first + count)):
+        first = _draws.randrange(LOWEST_PORT, highest_first) if highest_first > LOWEST_PORT + 1000 else _kernels_port()
+        if first + count - 1 > 65535 or _handed_out.intersection(range(first, first + count)):
             continue
         probes = []
         try:

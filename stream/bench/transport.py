@@ -20,7 +20,7 @@ import multiprocessing
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.queues import SimpleQueue
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -44,6 +44,7 @@ from stream.source.consumer import consumer_config
 
 READY_TIMEOUT_S = 120.0
 LOOP_TIMEOUT_S = 1800.0
+FIGURES_TIMEOUT_S = 60.0  # from the last record read to the loop's own figures
 VERSION = "transport"
 
 
@@ -61,6 +62,15 @@ class TransportLoop:
     host_busy: float = 0.0  # the share of the host's core time spent busy meanwhile (stream.bench.host)
 
 
+@dataclass(frozen=True)
+class LoopFigures:
+    """What the loop's process measures of itself: its CPU seconds, its course, its first commit."""
+
+    cpu_s: float
+    course: tuple[tuple[float, int], ...]
+    first_commit_s: float
+
+
 def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str) -> TransportLoop:
     """Records a second the plain loop moves from ``input_topic`` to ``output_topic``: from the
     backlog's release to the last of them read from ``output_topic``."""
@@ -76,7 +86,7 @@ def _time_the_loop(settings: BenchSettings, input_topic: str, output_topic: str,
     burst = start_burst(settings.bootstrap_servers, input_topic, settings.records, settings.features, settings.format)
     context = multiprocessing.get_context("spawn")
     ready, go = context.Event(), context.Event()
-    measured: SimpleQueue[TransportLoop] = context.SimpleQueue()
+    measured: SimpleQueue[LoopFigures] = context.SimpleQueue()
     loop_settings = _loop_settings(settings, input_topic, output_topic)
     process = context.Process(
         target=_run_loop,
@@ -88,19 +98,19 @@ def _time_the_loop(settings: BenchSettings, input_topic: str, output_topic: str,
         burst.wait_ready()
         _wait(ready, process, READY_TIMEOUT_S, "the transport loop did not get its partitions")
         go.set()
-        released = time.monotonic()
+        released, cores_at_release = time.monotonic(), core_times()
         burst.release()
         reader.wait_for(settings.records, LOOP_TIMEOUT_S, failed=lambda: burst.failure() or _failure(process))
-        read_s = max(reader.received_at.values()) - released
+        read_s, busy = max(reader.received_at.values()) - released, core_times().busy_share_since(cores_at_release)
         figures = _figures_of(process, measured)
-        process.join(LOOP_TIMEOUT_S)
+        process.join(FIGURES_TIMEOUT_S)
         burst.wait_sent()
-        # the loop times itself to its last commit; the rate is timed as the worker's is, to the last read
-        return replace(figures, rows_per_s=settings.records / read_s)
+        return TransportLoop(settings.records / read_s, figures.cpu_s, figures.course, figures.first_commit_s, busy)
     finally:
         if process.is_alive():
             process.kill()
             process.join()
+        measured.close()
         burst.close()
 
 
@@ -119,19 +129,19 @@ def _loop_settings(settings: BenchSettings, input_topic: str, output_topic: str)
     )
 
 
-def _figures_of(process: multiprocessing.process.BaseProcess, measured: SimpleQueue[TransportLoop]) -> TransportLoop:
+def _figures_of(process: multiprocessing.process.BaseProcess, measured: SimpleQueue[LoopFigures]) -> LoopFigures:
     """What the loop's process measured, read before it is joined: it exits once its figures are
     read (a put larger than the pipe's buffer waits for the reader)."""
-    deadline = time.monotonic() + LOOP_TIMEOUT_S
+    deadline = time.monotonic() + FIGURES_TIMEOUT_S
     while measured.empty():
         if (error := _failure(process)) is not None:
             raise error
         if process.exitcode == 0 and measured.empty():
             raise KnnStreamError("the transport loop ended without its figures")
         if time.monotonic() > deadline:
-            raise KnnStreamError(f"the transport loop gave no figures within {LOOP_TIMEOUT_S:.0f} s")
+            raise KnnStreamError(f"the transport loop gave no figures {FIGURES_TIMEOUT_S:.0f} s after its last record")
         time.sleep(0.05)
-    figures: TransportLoop = measured.get()
+    figures: LoopFigures = measured.get()
     return figures
 
 
@@ -155,7 +165,7 @@ def _run_loop(
     n_features: int,
     ready: Event,
     go: Event,
-    measured: SimpleQueue[TransportLoop],
+    measured: SimpleQueue[LoopFigures],
 ) -> None:
     """The loop's process: join the group, wait for the go, move ``count`` records, report what it measured."""
     failures: list[str] = []
@@ -170,7 +180,7 @@ def _run_loop(
         _join(consumer, settings.input_topic)
         ready.set()
         go.wait(READY_TIMEOUT_S)
-        started, cpu_at_start, cores_at_start = time.monotonic(), time.process_time(), core_times()
+        started, cpu_at_start = time.monotonic(), time.process_time()
         moved, course = 0, Course()
         while moved < count:
             if time.monotonic() - started > LOOP_TIMEOUT_S:
@@ -183,10 +193,8 @@ def _run_loop(
                     raise SystemExit(f"{len(failures)} transport records were not delivered, e.g. {failures[0]}")
                 moved += len(records)
                 course.passed(time.monotonic() - started, moved)
-        elapsed = time.monotonic() - started
-        course.ended(elapsed, moved)
-        cpu_s, busy = time.process_time() - cpu_at_start, core_times().busy_share_since(cores_at_start)
-        measured.put(TransportLoop(moved / elapsed, cpu_s, course.samples, course.first_s, busy))
+        course.ended(time.monotonic() - started, moved)
+        measured.put(LoopFigures(time.process_time() - cpu_at_start, course.samples, course.first_s or 0.0))
     finally:
         consumer.close()
 
@@ -199,11 +207,11 @@ class Course:
         self._every_s = every_s
         self._next_s = every_s
         self.samples: tuple[tuple[float, int], ...] = ()
-        self.first_s = 0.0
+        self.first_s: float | None = None
 
     def passed(self, seconds: float, moved: int) -> None:
         """A batch committed ``seconds`` after the release, ``moved`` records in all by then."""
-        if not self.first_s:
+        if self.first_s is None:
             self.first_s = round(seconds, 3)
         if seconds >= self._next_s:
             self.samples = (*self.samples, (round(seconds, 2), moved))

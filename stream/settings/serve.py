@@ -103,7 +103,8 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     def _shared_workers_are_processes(self) -> ServeSettings:
         # the cluster of --consumers N is started by the parent, and each consumer, a process of
         # its own, reaches it over TCP: workers that were threads of one process would not be shared
-        if self.consumers > 1 and self.local_dask_workers == "threads":
+        local_cpu_cluster = self.scheduler is None and self.backend != "gpu"
+        if self.consumers > 1 and self.local_dask_workers == "threads" and local_cpu_cluster:
             raise ValueError(
                 f"--local-dask-workers threads runs the Dask workers in the serving process, but the"
                 f" --consumers {self.consumers} share theirs: use processes (or auto) with --consumers"

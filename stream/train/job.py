@@ -70,6 +70,8 @@ def _train(settings: TrainSettings, backend: Backend, client: Client) -> Manifes
     evaluation, train_index = _evaluate(settings, backend, client, train_part, holdout_part, columns)
     if evaluation.holdout:
         log.info("holdout %s with k=%d: %s", settings.task, evaluation.k, evaluation.holdout)
+    if settings.index == "brute":
+        train_index = None  # nothing is tuned on it: let go before every row's index is built
     index = fit_index(settings, evaluation.k, table, columns, "the data")
     # without a holdout the training part is every row: the served index is the one tuned on
     tuned_on = index if train_index is None else train_index

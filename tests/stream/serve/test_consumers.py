@@ -46,6 +46,8 @@ def test_each_consumer_gets_the_shared_cluster_its_own_port_and_its_own_transact
     with pytest.raises(ValidationError, match="--local-dask-workers threads runs the Dask workers in the serving"):
         ServeSettings(model="m@production", consumers=2, local_dask_workers="threads")
     assert ServeSettings(model="m@production", consumers=2, local_dask_workers="processes").consumers == 2
+    elsewhere = ServeSettings(model="m@production", consumers=2, local_dask_workers="threads", scheduler="tcp://h:1")
+    assert elsewhere.local_dask_workers == "threads"  # no local cluster: the flag has nothing to run
 
 
 def _topics(new_topic: Callable[..., str]) -> Topics:
