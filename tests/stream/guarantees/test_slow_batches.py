@@ -1,7 +1,8 @@
 """Promise 7: a batch slower than max.poll.interval.ms does not make the consumer leave the group.
 
 The batches are slow for an honest reason: a large index (500,000 rows) and big batches, sized
-on this machine so that one prediction takes at least 1.3 poll intervals.
+on this machine so that one prediction takes about two poll intervals: the machine's speed can
+change by a third between the sizing and the batch, and the batch must still outlast one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.kafka
 INDEX_ROWS = 500_000
 MAX_POLL_INTERVAL_MS = 6_000  # the least librdkafka allows with the 6 s session timeout
 BATCHES = 1
-SLOWER = 1.3  # each batch's prediction takes at least this many poll intervals (as measured here first)
+SLOWER = 2.0  # each batch's prediction takes about this many poll intervals (as measured here first)
 
 
 def _rows_per_second(index_rows: int, probe_rows: int = 2_000) -> float:
