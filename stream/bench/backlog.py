@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
@@ -21,12 +23,22 @@ from multiprocessing.synchronize import Event
 from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from stream.bench.load import bench_records
+from stream.bench.host import core_times
+from stream.bench.load import OutputReader, bench_records
 from stream.errors import KnnStreamError
 from stream.settings import InputFormat
 
 READY_TIMEOUT_S = 600.0  # making and encoding millions of records
 CONNECT_TIMEOUT_S = 30.0  # for the broker's metadata of the backlog's topic
+
+
+@dataclass(frozen=True)
+class Released:
+    """A backlog from its release to its last record read."""
+
+    at: float  # time.monotonic() of the release
+    seconds: float  # from the release to the last record read
+    host_busy: float  # the share of the host's core time spent busy meanwhile (stream.bench.host)
 
 
 class Burst:
@@ -58,6 +70,17 @@ class Burst:
 
     def release(self) -> None:
         self._go.set()
+
+    def release_until_read(
+        self, reader: OutputReader, count: int, timeout_s: float, failed: Callable[[], BaseException | None]
+    ) -> Released:
+        """Release the backlog and read until ``count`` predictions (or transported records) have
+        arrived: the worker's backlog and the transport loop's are timed by this one clock."""
+        released_at, cores_at_release = time.monotonic(), core_times()
+        self.release()
+        reader.wait_for(count, timeout_s, failed)
+        last_read = max(reader.received_at.values())
+        return Released(released_at, last_read - released_at, core_times().busy_share_since(cores_at_release))
 
     def failure(self) -> KnnStreamError | None:
         """An error once the burst's process has failed (it exits 0 only with every record acknowledged)."""

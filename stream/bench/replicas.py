@@ -16,7 +16,6 @@ import psutil
 
 from stream.backend import Backend
 from stream.demo.local_worker import (
-    cpu_seconds,
     cpu_seconds_of,
     scrape_totals,
     start_worker_process,
@@ -65,10 +64,9 @@ class Replicas:
         return [scrape_totals([port], [name])[name] for port in self.ports]
 
     def cpu_seconds(self) -> CpuSeconds:
-        if self.consumers == 1:
-            used = [cpu_seconds(process.pid) for process in self.processes]
-        else:
-            used = [_consumers_cpu_seconds(process.pid, self._ports_of(i)) for i, process in enumerate(self.processes)]
+        used = [
+            _drivers_and_dask_cpu_seconds(process.pid, self._ports_of(i)) for i, process in enumerate(self.processes)
+        ]
         return CpuSeconds(sum(own for own, _ in used), sum(children for _, children in used))
 
     def failure(self) -> KnnStreamError | None:
@@ -118,10 +116,10 @@ def start_replicas(
     return Replicas(processes, ports, devices, settings.consumers)
 
 
-def _consumers_cpu_seconds(pid: int, ports: Sequence[int]) -> tuple[float, float]:
-    """Of ``serve --consumers`` (process ``pid``): its own CPU seconds and its consumers' (the
-    children listening on the consumers' metrics ``ports``), and its other descendants' (the
-    local Dask workers)."""
+def _drivers_and_dask_cpu_seconds(pid: int, ports: Sequence[int]) -> tuple[float, float]:
+    """Of one ``serve`` (process ``pid``): the CPU seconds of its drivers, itself and, with
+    ``--consumers``, the children listening on the consumers' metrics ``ports``; and of its other
+    descendants (the local Dask workers)."""
     parent = psutil.Process(pid)
     drivers, dask_workers = cpu_seconds_of(parent), 0.0
     for child in parent.children(recursive=True):

@@ -33,7 +33,6 @@ from stream.backend import Backend, resolve_backend
 from stream.bench.backlog import Burst, start_burst, wait_group_settled
 from stream.bench.data import bench_data
 from stream.bench.gpus import GpuSampler
-from stream.bench.host import core_times
 from stream.bench.load import (
     BatchStats,
     OutputReader,
@@ -226,11 +225,10 @@ def _run_backlog(
         join_timeout_s=SCRAPE_TIMEOUT_S * len(replicas.ports) + 5,  # a scrape of each replica under way
     )
     progress.start()
-    started, cores_at_start = time.monotonic(), core_times()
-    burst.release()
     try:
-        reader.wait_for(settings.records, timeout_s=1800, failed=lambda: burst.failure() or replicas.failure())
-        ended, busy = time.monotonic(), core_times().busy_share_since(cores_at_start)
+        timed = burst.release_until_read(
+            reader, settings.records, timeout_s=1800, failed=lambda: burst.failure() or replicas.failure()
+        )
     finally:
         gpu_lines, course = sampler.stop(), progress.stop()
     cpu, bench_cpu_s = replicas.cpu_seconds() - cpu_at_start, _own_cpu_seconds() - bench_cpu_at_start
@@ -240,10 +238,10 @@ def _run_backlog(
     predicted = tuple(int(total) for total in replicas.totals_each("knnstream_records_predicted_total"))
     stages = stage_seconds_between(stages_at_start, stage_seconds(replicas.ports))
     return Backlog(
-        settings.records / (ended - started), first - started,
+        settings.records / timed.seconds, first - timed.at,
         (settings.records - 1) / (last - first) if last > first else 0.0, int(totals[decoded]),
         totals[gc_seconds] - at_start[gc_seconds], cpu, predicted, burst.wait_sent(), bench_cpu_s, gpu_lines,
-        course, tuple(replicas.devices), stages, busy,
+        course, tuple(replicas.devices), stages, timed.host_busy,
     )  # fmt: skip
 
 

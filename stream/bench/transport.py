@@ -31,7 +31,6 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from stream.batching.microbatch import MicroBatch
 from stream.bench.backlog import start_burst
-from stream.bench.host import core_times
 from stream.bench.load import OutputReader
 from stream.bench.progress import SAMPLE_EVERY_S
 from stream.errors import KnnStreamError
@@ -98,14 +97,14 @@ def _time_the_loop(settings: BenchSettings, input_topic: str, output_topic: str,
         burst.wait_ready()
         _wait(ready, process, READY_TIMEOUT_S, "the transport loop did not get its partitions")
         go.set()
-        released, cores_at_release = time.monotonic(), core_times()
-        burst.release()
-        reader.wait_for(settings.records, LOOP_TIMEOUT_S, failed=lambda: burst.failure() or _failure(process))
-        read_s, busy = max(reader.received_at.values()) - released, core_times().busy_share_since(cores_at_release)
+        timed = burst.release_until_read(
+            reader, settings.records, LOOP_TIMEOUT_S, failed=lambda: burst.failure() or _failure(process)
+        )
         figures = _figures_of(process, measured)
         process.join(FIGURES_TIMEOUT_S)
         burst.wait_sent()
-        return TransportLoop(settings.records / read_s, figures.cpu_s, figures.course, figures.first_commit_s, busy)
+        rate = settings.records / timed.seconds
+        return TransportLoop(rate, figures.cpu_s, figures.course, figures.first_commit_s, timed.host_busy)
     finally:
         if process.is_alive():
             process.kill()

@@ -101,11 +101,6 @@ def process_tree(pid: int, measure: Callable[[psutil.Process], float]) -> tuple[
     return measure(process), descendants
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user and system) used so far by process ``pid``, and by its descendants."""
-    return process_tree(pid, cpu_seconds_of)
-
-
 def cpu_seconds_of(process: psutil.Process) -> float:
     """CPU seconds (user and system) used so far by ``process`` alone."""
     times = process.cpu_times()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ import time
 import psutil
 
 from stream.bench.replicas import CpuSeconds, Replicas
+from tests.helpers import free_port
 
 
 def _process(code: str) -> subprocess.Popen[bytes]:
@@ -61,3 +63,27 @@ def test_with_consumers_each_replica_has_a_port_per_consumer_and_their_cpu_count
         parent.wait(timeout=10)
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def test_one_serves_cpu_seconds_count_the_process_and_its_children_apart() -> None:
+    """One consumer: the serve's own process is the driver, its descendants the Dask workers."""
+    parent = _process(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time\\nend = time.process_time() + 0.5\\n"
+        "while time.process_time() < end: pass\\ntime.sleep(60)'])\n"
+        "time.sleep(60)"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        replicas = Replicas([parent], [free_port()])
+        while (used := replicas.cpu_seconds()).dask_workers < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        own, children = used.drivers, used.dask_workers
+        assert children >= 0.5  # the child's busy half second
+        assert own < children
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(parent.pid).children(recursive=True):
+                child.kill()
+        parent.kill()
+        parent.wait()
