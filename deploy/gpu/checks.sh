@@ -120,20 +120,22 @@ text = urllib.request.urlopen("http://127.0.0.1:9109/metrics", timeout=1).read()
 found = re.search(r"^knnstream_records_predicted_total\{[^}]*\} (\S+)", text, re.M)
 sys.exit(0 if found and float(found.group(1)) >= 100000 else 1)'
 
-run_profile() {  # a bench in the background; 10 s of py-spy once the worker is busy
+run_profile() {  # a bench in the background; 10 s of py-spy of every process of the serve once it is busy
   start_broker
   python3 -m stream --log-level WARNING bench --json "$@" >"$OUT/bench-profile.json" 2>"$OUT/bench-profile.err" &
-  local bench=$! driver="" worker=""
+  local bench=$! serve="" pids=""
   for _ in $(seq 300); do
-    driver=$(pgrep -f "stream serve" | head -1)
-    [ -n "$driver" ] && python3 -c "$BUSY" 2>/dev/null && break
+    serve=$(pgrep -o -f "stream serve")
+    [ -n "$serve" ] && python3 -c "$BUSY" 2>/dev/null && break
     sleep 0.5
   done
-  worker=$(pgrep -P "$driver" -f spawn_main | tail -1)
-  echo "driver $driver, Dask worker $worker"
-  for pid in "$driver" "$worker"; do
-    "$PY_SPY" record --pid "$pid" -d 10 -r 200 --nonblocking --threads --format raw -o "$OUT/profile-$pid.raw" &
-    "$PY_SPY" record --pid "$pid" -d 10 -r 200 --nonblocking --gil --format raw -o "$OUT/profile-$pid-gil.raw" &
+  # the serve, its consumers (--consumers), its Dask nanny and workers: every descendant
+  pids="$serve"; local next="$serve"
+  while next=$(for p in $next; do pgrep -P "$p"; done) && [ -n "$next" ]; do pids="$pids $next"; done
+  for pid in $pids; do echo "$pid $(tr '\0' ' ' </proc/"$pid"/cmdline | cut -c1-160)"; done | tee "$OUT/profile-pids.txt"
+  for pid in $pids; do
+    "$PY_SPY" record --pid "$pid" -d 10 -r 100 --nonblocking --threads --format raw -o "$OUT/profile-$pid.raw" \
+      >/dev/null 2>&1 &
   done
   wait "$bench"; wait
   cat "$OUT/bench-profile.json"

@@ -26,7 +26,7 @@ from stream.backfill.reader import RangeReader
 from stream.backfill.settings import ReplaySettings
 from stream.predict.distributed import DaskPredictor
 from stream.records.decode import DecodedBatch
-from stream.records.encode import OutboundRecord, encode_dead_letters, encode_predictions
+from stream.records.encode import Outbound, encode_dead_letters, encode_predictions
 from stream.records.formats import decode_batch_as
 from stream.settings import KafkaSettings, ServeSettings
 from stream.sink.kafka import KafkaSink
@@ -101,7 +101,7 @@ def _replay(
     ranges: Sequence[PartitionRange],
     reader: RangeReader,
     score: Scorer,
-    deliver: Callable[[list[OutboundRecord]], object],
+    deliver: Callable[[Outbound], object],
     progress: Progress,
 ) -> None:
     """Read, decode, predict, produce (every record acknowledged), count; batch after batch."""
@@ -118,8 +118,8 @@ def _replay(
     progress.advance(reader.offsets_done() - offsets_counted, 0, 0)
 
 
-def _records(settings: ReplaySettings, decoded: DecodedBatch, score: Scorer) -> list[OutboundRecord]:
-    records: list[OutboundRecord] = []
+def _records(settings: ReplaySettings, decoded: DecodedBatch, score: Scorer) -> Outbound:
+    records = Outbound()
     if decoded.ids:
         version, predictions, distances, probabilities = score(decoded.features)
         records += encode_predictions(decoded, predictions, distances, version, settings.output_topic, probabilities)
@@ -129,7 +129,11 @@ def _records(settings: ReplaySettings, decoded: DecodedBatch, score: Scorer) -> 
         for dead in decoded.dead_letters:
             message = dead.message
             log.warning(
-                "skipping partition=%d offset=%d: %s", message.partition(), message.offset(), dead.error_message
+                "skipping topic=%s partition=%d offset=%d: %s",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                dead.error_message,
             )
     return records
 

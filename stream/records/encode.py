@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,6 +28,42 @@ class OutboundRecord(NamedTuple):
     source: Any  # the input message
 
 
+@dataclass(frozen=True)
+class PredictionColumns:
+    """The predictions of a batch as columns: record ``i`` is ``keys[i]``, ``values[i]``, all with
+    the same headers. The producer gets one call per record with one shared headers list, instead
+    of a tuple and a list of headers per record (about a third of the driver's produce time)."""
+
+    topic: str
+    keys: Sequence[bytes | None]
+    values: Sequence[bytes]
+    headers: tuple[tuple[str, bytes], ...]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What one batch delivers: its predictions as columns, and records one by one (dead letters)."""
+
+    predictions: tuple[PredictionColumns, ...] = ()
+    records: tuple[OutboundRecord, ...] = ()
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.predictions) + len(self.records)
+
+    def __add__(self, other: Outbound) -> Outbound:
+        return Outbound(self.predictions + other.predictions, self.records + other.records)
+
+    def each(self) -> Iterator[OutboundRecord]:
+        """Every record one by one, predictions first (without their input message), then the others."""
+        for part in self.predictions:
+            for key, value in zip(part.keys, part.values, strict=True):
+                yield OutboundRecord(part.topic, key, value, part.headers, None)
+        yield from self.records
+
+
 def encode_predictions(
     decoded: DecodedBatch,
     predictions: np.ndarray,
@@ -34,7 +71,7 @@ def encode_predictions(
     model_version: str,
     output_topic: str,
     probabilities: Any = None,
-) -> list[OutboundRecord]:
+) -> Outbound:
     """JSON ``{"id", "prediction", "model_version", "distance"}`` keyed like the input record
     (and ``"probabilities"`` when given: :func:`probability_objects`)."""
     ids = pa.array(decoded.ids, pa.string())
@@ -49,14 +86,13 @@ def encode_scored(
     model_version: str,
     output_topic: str,
     probabilities: Any = None,
-) -> list[OutboundRecord]:
+) -> Outbound:
     """One prediction record per message (row i answers ``messages[i]``), keyed like it."""
-    headers = prediction_headers(model_version)
     values = encode_values(ids, predictions, distances, model_version, probabilities)
-    return [
-        OutboundRecord(output_topic, message.key(), value, headers, message)
-        for message, value in zip(messages, values, strict=True)
-    ]
+    keys = [message.key() for message in messages]
+    if len(keys) != len(values):
+        raise ValueError(f"{len(values)} predictions for {len(keys)} records")
+    return Outbound((PredictionColumns(output_topic, keys, values, prediction_headers(model_version)),))
 
 
 def prediction_headers(model_version: str) -> tuple[tuple[str, bytes], ...]:
@@ -123,9 +159,7 @@ def class_key(label: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def encode_dead_letters(
-    dead_letters: Sequence[DeadLetter], dlq_topic: str, max_value_bytes: int
-) -> list[OutboundRecord]:
+def encode_dead_letters(dead_letters: Sequence[DeadLetter], dlq_topic: str, max_value_bytes: int) -> Outbound:
     """The original key and value, with headers naming the source position and the error.
 
     A value longer than ``max_value_bytes`` (an oversized record) is cut to that length and
@@ -139,7 +173,7 @@ def encode_dead_letters(
             value = value[:max_value_bytes]
             headers.append(("knnstream.value.truncated", b"true"))
         records.append(OutboundRecord(dlq_topic, dead.message.key(), value, headers, dead.message))
-    return records
+    return Outbound(records=tuple(records))
 
 
 def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:

@@ -25,7 +25,7 @@ from stream.backend import to_host_numpy
 from stream.batching.microbatch import MicroBatch
 from stream.predict.distributed import Prediction
 from stream.records.decode import DeadLetter, DecodedBatch
-from stream.records.encode import encode_dead_letters, encode_scored
+from stream.records.encode import Outbound, encode_dead_letters, encode_scored
 from stream.records.formats import decode_batch_as, looks_clean
 from stream.serve.metrics import WorkerMetrics
 from stream.serve.stages import (
@@ -147,9 +147,9 @@ class BatchStages:
 
     def encode(self, stage: PredictedStage) -> EncodedStage:
         if stage.produced is not None:
-            return EncodedStage(stage.batch, [], 0, [], stage.produced)
+            return EncodedStage(stage.batch, Outbound(), 0, [], stage.produced)
         started = time.perf_counter()
-        records = encode_scored(
+        outbound = encode_scored(
             stage.scored,
             stage.ids,
             stage.predictions,
@@ -158,9 +158,9 @@ class BatchStages:
             self.config.output_topic,
             stage.probabilities,
         )
-        records += encode_dead_letters(stage.dead_letters, self.config.dlq_topic, self.config.max_record_bytes)
+        outbound += encode_dead_letters(stage.dead_letters, self.config.dlq_topic, self.config.max_record_bytes)
         self.metrics.observe_stage("encode", time.perf_counter() - started)
-        return EncodedStage(stage.batch, records, len(stage.scored), stage.dead_letters)
+        return EncodedStage(stage.batch, outbound, len(stage.scored), stage.dead_letters)
 
     def finish_produced(self, stage: EncodedStage) -> EncodedStage:
         """Wait for the parts the workers scored and produced; decode, predict and encode here
@@ -184,7 +184,7 @@ class BatchStages:
         ]
         self.breaker.observe_clean(len(messages) - len(left))
         if not left:
-            return EncodedStage(stage.batch, [], len(messages), [])
+            return EncodedStage(stage.batch, Outbound(), len(messages), [])
         self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(left))
         here = self.encode(self.predict(DecodedStage(stage.batch, None, self._decode_here(left))))
-        return EncodedStage(stage.batch, here.records, here.scored + len(messages) - len(left), here.dead_letters)
+        return EncodedStage(stage.batch, here.outbound, here.scored + len(messages) - len(left), here.dead_letters)

@@ -204,7 +204,7 @@ class Pipeline:
             job.done.set_result(delivered)
 
     def _deliver_encoded(self, stage: EncodedStage) -> None:
-        self._completer.deliver(stage.batch, stage.records)
+        self._completer.deliver(stage.batch, stage.outbound)
         self._last_delivered = stage
 
     # ------------------------------------------------------------------- the consumer thread

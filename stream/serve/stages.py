@@ -17,7 +17,7 @@ from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
 from stream.predict.distributed import Prediction, ProducedParts
 from stream.records.decode import DeadLetter, DecodedBatch
-from stream.records.encode import OutboundRecord
+from stream.records.encode import Outbound
 from stream.settings import InputFormat
 
 Wait = Callable[["Future[Any]"], None]
@@ -85,7 +85,7 @@ class EncodedStage:
     clean parts and the driver whatever of their outcome is left (:meth:`Pipeline._finish_produced`)."""
 
     batch: MicroBatch
-    records: list[OutboundRecord]
+    outbound: Outbound
     scored: int
     dead_letters: Sequence[DeadLetter]
     produced: ProducedParts | None = None

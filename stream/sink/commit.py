@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from stream.batching.microbatch import MicroBatch
 from stream.errors import DeliveryError, KnnStreamError
-from stream.records.encode import OutboundRecord
-from stream.sink.kafka import KafkaSink, produce_record
+from stream.records.encode import Outbound
+from stream.sink.kafka import KafkaSink, produce_outbound
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class ProducerFencedError(KnnStreamError):
 class BatchCompleter(Protocol):
     def start(self) -> None: ...
 
-    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None: ...
+    def deliver(self, batch: MicroBatch, outbound: Outbound) -> None: ...
 
     def commit(self, batch: MicroBatch) -> None: ...
 
@@ -73,8 +73,8 @@ class AtLeastOnce:
         """The producer connects before the first batch (:meth:`KafkaSink.start`)."""
         self._sink.start()
 
-    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
-        times = self._sink.deliver(records)  # returns only when every record is acknowledged
+    def deliver(self, batch: MicroBatch, outbound: Outbound) -> None:
+        times = self._sink.deliver(outbound)  # returns only when every record is acknowledged
         self._observe("produce", times.produce_s)
         self._observe("acknowledge", times.acknowledge_s)
 
@@ -127,13 +127,12 @@ class ExactlyOnce:
     def commit(self, batch: MicroBatch) -> None:
         """The offsets were committed with the transaction."""
 
-    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
+    def deliver(self, batch: MicroBatch, outbound: Outbound) -> None:
         producer = self.producer
         try:
             producer.begin_transaction()
             started = time.perf_counter()
-            for record in records:
-                produce_record(producer, record)
+            produce_outbound(producer, outbound)
             produced = time.perf_counter()
             producer.send_offsets_to_transaction(batch.next_offsets(), self._group_metadata(), self._timeout_s)
             self._commit_transaction(producer)
@@ -141,7 +140,7 @@ class ExactlyOnce:
             self._observe("acknowledge", time.perf_counter() - produced)
         except KafkaException as exc:
             self._recover(producer, exc)
-            raise DeliveryError(f"transaction of {len(records)} records failed: {exc.args[0]}") from exc
+            raise DeliveryError(f"transaction of {len(outbound)} records failed: {exc.args[0]}") from exc
 
     def close(self) -> None:
         if self._producer is not None:

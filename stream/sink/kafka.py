@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from stream.errors import DeliveryError, KafkaSetupError
-from stream.records.encode import OutboundRecord
+from stream.records.encode import Outbound, OutboundRecord, PredictionColumns
 from stream.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -88,34 +88,20 @@ class KafkaSink:
         """Whether the producer is built (by :meth:`start` or the first delivery) and not closed."""
         return self._producer is not None
 
-    def deliver(self, records: Sequence[OutboundRecord]) -> DeliveryTimes:
+    def deliver(self, outbound: Outbound) -> DeliveryTimes:
         """Produce, flush, and raise :class:`DeliveryError` unless every record was acknowledged."""
         self._failures = []
-        producer = self.producer
         started = time.perf_counter()
-        for record in records:
-            produce_record(producer, record)
+        produce_outbound(self.producer, outbound)
         produced = time.perf_counter()
-        self._await_acknowledgements(len(records))
+        self._await_acknowledgements(len(outbound))
         return DeliveryTimes(produced - started, time.perf_counter() - produced)
 
     def deliver_values(
-        self, topic: str, keys: Sequence[bytes | None], values: Iterable[bytes], headers: Sequence[tuple[str, bytes]]
+        self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes], headers: Sequence[tuple[str, bytes]]
     ) -> DeliveryTimes:
         """:meth:`deliver` of one record per key and value (in step), all with the same headers."""
-        self._failures = []
-        producer = self.producer
-        started = time.perf_counter()
-        shared_headers: Headers = list(headers)  # one list for every record, not one per record
-        produce = producer.produce  # the worker's hot loop: value and key passed by position
-        for key, value in zip(keys, values, strict=True):
-            try:
-                produce(topic, value, key, headers=shared_headers)
-            except BufferError:
-                produce_value(producer, topic, key, value, shared_headers)  # waits for room
-        produced = time.perf_counter()
-        self._await_acknowledgements(len(keys))
-        return DeliveryTimes(produced - started, time.perf_counter() - produced)
+        return self.deliver(Outbound((PredictionColumns(topic, keys, values, tuple(headers)),)))
 
     def close(self, timeout_s: float = 10.0) -> None:
         if self._producer is not None:
@@ -135,6 +121,27 @@ class KafkaSink:
     def _on_failure(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self._failures.append(f"topic={message.topic()} partition={message.partition()}: {error.str()}")
+
+
+def produce_outbound(producer: Producer, outbound: Outbound) -> None:
+    """Hand every record of ``outbound`` to the producer (waiting for room when its queue is full)."""
+    for part in outbound.predictions:
+        produce_columns(producer, part)
+    for record in outbound.records:
+        produce_record(producer, record)
+
+
+def produce_columns(producer: Producer, part: PredictionColumns) -> None:
+    """The hot loop of every delivery: one call a record, its value and key passed by position,
+    one headers list shared by every record."""
+    topic = part.topic
+    headers: Headers = list(part.headers)
+    produce = producer.produce
+    for key, value in zip(part.keys, part.values, strict=True):
+        try:
+            produce(topic, value, key, headers=headers)
+        except BufferError:
+            produce_value(producer, topic, key, value, headers)  # waits for room
 
 
 def produce_record(producer: Producer, record: OutboundRecord) -> None:

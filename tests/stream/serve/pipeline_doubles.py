@@ -14,7 +14,7 @@ import pandas as pd
 
 from stream.batching.microbatch import MicroBatch
 from stream.predict.distributed import Prediction
-from stream.records.encode import OutboundRecord
+from stream.records.encode import Outbound
 from tests.fakes import FakeMessage
 
 
@@ -34,7 +34,7 @@ class RecordingCompleter:
     def start(self) -> None:
         pass
 
-    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
+    def deliver(self, batch: MicroBatch, outbound: Outbound) -> None:
         self.delivered.append(batch.messages[0].offset())
 
     def commit(self, batch: MicroBatch) -> None:

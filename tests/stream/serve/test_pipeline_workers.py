@@ -4,7 +4,7 @@ ones on the driver, a delivery failed on a worker, the stages' timings."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 
 from stream.batching.microbatch import MicroBatch
 from stream.predict.distributed import Prediction
-from stream.records.encode import OutboundRecord
+from stream.records.encode import Outbound, OutboundRecord
 from stream.records.formats import joined
 from stream.serve.metrics import WorkerMetrics
 from stream.serve.pipeline import Pipeline, PipelineConfig
@@ -29,9 +29,9 @@ class KeepingCompleter(RecordingCompleter):
         super().__init__()
         self.records: list[OutboundRecord] = []
 
-    def deliver(self, batch: MicroBatch, records: Sequence[OutboundRecord]) -> None:
-        super().deliver(batch, records)
-        self.records += records
+    def deliver(self, batch: MicroBatch, outbound: Outbound) -> None:
+        super().deliver(batch, outbound)
+        self.records += outbound.each()
 
 
 def _float32_batch(first_offset: int, size: int = 3) -> MicroBatch:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
+from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from stream.errors import KafkaSetupError
+from stream.records.encode import Outbound, OutboundRecord, PredictionColumns
 from stream.sink.commit import AtLeastOnce
 from stream.sink.kafka import KafkaSink
 
@@ -56,3 +59,35 @@ def test_a_configuration_librdkafka_refuses_fails_the_start_with_a_setup_error()
     sink = KafkaSink({"bootstrap.servers": "127.0.0.1:1", "acks": "sometimes"}, delivery_timeout_s=10)
     with pytest.raises(KafkaSetupError, match="configuration was refused"):
         sink.start()
+
+
+def test_a_delivery_produces_its_prediction_columns_then_its_records_each_once(
+    kafka_bootstrap: str, new_topic: Callable[..., str]
+) -> None:
+    predictions, dead_letters = new_topic("out"), new_topic("dlq")
+    columns = PredictionColumns(predictions, [b"k0", None, b"k2"], [b"a", b"b", b"c"], (("version", b"v1"),))
+    letter = OutboundRecord(dead_letters, b"bad", b"raw", [("reason", b"not_json")], None)
+    sink = KafkaSink({"bootstrap.servers": kafka_bootstrap}, delivery_timeout_s=10)
+    sink.deliver(Outbound((columns,), (letter,)))
+    sink.close()
+    read = _read(kafka_bootstrap, [predictions, dead_letters], 4)
+    assert [(m.topic(), m.key(), m.value()) for m in read if m.topic() == predictions] == [
+        (predictions, b"k0", b"a"), (predictions, None, b"b"), (predictions, b"k2", b"c"),
+    ]  # fmt: skip
+    assert all(m.headers() == [("version", b"v1")] for m in read if m.topic() == predictions)
+    [dead] = [m for m in read if m.topic() == dead_letters]
+    assert (dead.key(), dead.value(), dead.headers()) == (b"bad", b"raw", [("reason", b"not_json")])
+
+
+def _read(bootstrap: str, topics: list[str], count: int) -> list[Message]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe(topics)
+    read: list[Message] = []
+    deadline = time.monotonic() + 30
+    while len(read) < count and time.monotonic() < deadline:
+        read += [message for message in consumer.consume(count, timeout=0.5) if message.error() is None]
+    consumer.close()
+    assert len(read) == count, f"{len(read)} of {count} records read within 30 s"
+    return read
