@@ -20,7 +20,7 @@ import numpy as np
 from stream.backend import Backend
 from stream.errors import TrainingError
 from stream.predict.index import build_index, exact_index, load_index
-from stream.predict.index.base import APPROXIMATE_METRICS, UnsupportedIndexError, check_metric
+from stream.predict.index.base import APPROXIMATE_METRICS, IndexLibraryMissingError, UnsupportedIndexError, check_metric
 from stream.predict.model import KnnIndex, build_predictor
 from stream.predict.vote import scaled
 from stream.train.neighbours import r2_of_sums
@@ -103,11 +103,7 @@ def build_model_index(
         **agreement(model, backend, index, exact, raw_queries, labels),
     }
     if chosen == "cagra":
-        with _timed("wrote and tuned the CAGRA graph's HNSW form (CPU workers)"):
-            form = load_index(index.spec, index.files(), model.features, model.metric, "cpu")
-            tune(form, validation, truth[: len(validation)], model.k, min_recall)
-        record["cpu_recall"] = recall_at_k(form.kneighbors(queries, model.k)[1], truth)
-        index.set_search(form.spec.search)
+        _tune_cpu_form(index, model, validation, queries, truth, min_recall, record)
     record["params"] = index.spec.to_json()
     with _timed("wrote the index files"):
         files = index.files() if served is None else _same_index_over(served, index, backend)
@@ -128,6 +124,29 @@ def _timed(step: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     log.info("%s in %.1f s", step, time.perf_counter() - started)
+
+
+def _tune_cpu_form(
+    index: Any,
+    model: KnnIndex,
+    validation: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    min_recall: float,
+    record: dict[str, Any],
+) -> None:
+    """Tune the CAGRA graph's HNSW form, which CPU workers serve, and note its recall. Without
+    hnswlib here the GPU form is published as it is: CPU workers need hnswlib to serve it
+    anyway, and its search then keeps cuVS's default."""
+    try:
+        with _timed("wrote and tuned the CAGRA graph's HNSW form (CPU workers)"):
+            form = load_index(index.spec, index.files(), model.features, model.metric, "cpu")
+            tune(form, validation, truth[: len(validation)], model.k, min_recall)
+    except IndexLibraryMissingError as exc:
+        log.warning("the CAGRA graph's HNSW form is not tuned for CPU workers: %s", exc)
+        return
+    record["cpu_recall"] = recall_at_k(form.kneighbors(queries, model.k)[1], truth)
+    index.set_search(form.spec.search)
 
 
 def _same_index_over(served: KnnIndex, tuned: Any, backend: Backend) -> dict[str, bytes]:

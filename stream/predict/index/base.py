@@ -23,6 +23,10 @@ class UnsupportedIndexError(NeighbourIndexError):
     """The index kind cannot be built (or served) on this backend, or for this metric."""
 
 
+class IndexLibraryMissingError(UnsupportedIndexError):
+    """The library that serves this index kind here is not installed (an optional extra)."""
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     """An index as data: its kind, how it was built, and how it searches."""

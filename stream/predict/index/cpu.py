@@ -13,9 +13,9 @@ from stream.backend import to_host_numpy
 from stream.predict.index.base import (
     ExactSearchSettings,
     IndexKind,
+    IndexLibraryMissingError,
     IndexSpec,
     Params,
-    UnsupportedIndexError,
     default_n_lists,
     default_pq_bits,
     default_pq_dim,
@@ -88,7 +88,7 @@ class HnswlibIndex:
         try:
             import hnswlib
         except ImportError as exc:
-            raise UnsupportedIndexError(
+            raise IndexLibraryMissingError(
                 "a CAGRA model is served on a CPU by hnswlib: pip install 'knnstream[cagra-on-cpu]'"
             ) from exc
 

@@ -3,6 +3,8 @@ index record, the files stored and verified, recall where the model is served, a
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,9 @@ def test_an_index_is_tuned_recorded_stored_and_served_at_its_recall_on_both_back
     model = KnnIndex.from_npz(loaded.files[MODEL_FILE])
     exact = NearestNeighbors(n_neighbors=model.k, algorithm="brute").fit(model.features).kneighbors(fresh)[1]
     for served_on in ("cpu", "gpu") if backend == "gpu" else ("cpu",):
+        if kind == "cagra" and served_on == "cpu" and importlib.util.find_spec("hnswlib") is None:
+            assert "cpu_recall" not in record  # its HNSW form was not tuned here
+            continue
         search = stored_index(record, loaded.files, model.features, model.metric, served_on)  # type: ignore[arg-type]
         _, found = search.kneighbors(fresh, model.k)
         figure = record["cpu_recall"] if kind == "cagra" and served_on == "cpu" else record["recall"]
@@ -136,3 +141,14 @@ def test_bad_index_flags_are_one_line_errors(
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 1
     assert error.startswith("knnstream train: error: ") and message in error
+
+
+@pytest.mark.gpu
+def test_a_cagra_model_trained_where_hnswlib_is_missing_is_published_untuned_for_cpus(
+    history: tuple[Path, np.ndarray], tmp_store: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "hnswlib", None)
+    manifest = train(_settings(history[0], tmp_store, "gpu", index="cagra", min_recall=0.99))
+    record = manifest.extra["index"]
+    assert record["kind"] == "cagra" and record["recall"] >= 0.985 and "cpu_recall" not in record
+    assert "HNSW form is not tuned for CPU workers" in caplog.text

@@ -4,6 +4,7 @@ files read back, a CAGRA model's HNSW form read by hnswlib, and the kinds a CPU 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from stream.bench.data import correlated
 from stream.predict.index import IndexSpec, UnsupportedIndexError, build_index, exact_index, load_index
-from stream.predict.index.base import NeighbourIndexError
+from stream.predict.index.base import IndexLibraryMissingError, NeighbourIndexError
 from stream.predict.index.cpu import HNSW_FILE
 from stream.train.tuning import recall_at_k
 
@@ -122,3 +123,12 @@ def test_kinds_a_cpu_cannot_build_or_serve_are_refused_in_one_line(rows: tuple[n
         IndexSpec.from_json("annoy", {})
     with pytest.raises(NeighbourIndexError, match=r"has no file index\.hnsw"):
         load_index(IndexSpec("cagra", {}, {"itopk": 32}), {"index.cuvs": b"x"}, features, "euclidean", "cpu")
+
+
+def test_a_cagra_model_without_hnswlib_here_names_the_extra_that_serves_it(
+    rows: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "hnswlib", None)  # an import of it fails, installed or not
+    spec = IndexSpec("cagra", {"graph_degree": 32}, {"itopk": 32, "ef": 64})
+    with pytest.raises(IndexLibraryMissingError, match=r"knnstream\[cagra-on-cpu\]"):
+        load_index(spec, {"index.cuvs": b"cuVS only", HNSW_FILE: b"graph"}, rows[0], "euclidean", "cpu")
