@@ -58,7 +58,8 @@ print(f"{name}: raw {run['raw_rows_per_s']:,.0f} e2e {run['e2e_rows_per_s']:,.0f
       f" decoded on driver {run['backlog_decoded_on_driver']}; driver's GC {run['backlog_driver_gc_s']:.2f} s;"
       f" CPU of {run['replicas']} driver(s) {run['backlog_driver_cpu_s']:.2f} s, of the Dask workers"
       f" {run['backlog_dask_cpu_s']:.2f} s; by replica {run['backlog_predicted_by_replica']};"
-      f" backlog sent in {run['backlog_sent_s']:.2f} s; the bench's CPU {run['backlog_bench_cpu_s']:.2f} s;"
+      f" backlog sent in {run['backlog_sent_s']:.2f} s by {run.get('backlog_senders', 1)} sender(s), read by"
+      f" {run.get('output_readers', 1)} reader(s); the bench's CPU {run['backlog_bench_cpu_s']:.2f} s;"
       f" {'; '.join(run['backlog_gpus']) or 'no GPU sampled'}; replicas' GPUs {run['replica_gpus'] or 'all'};"
       f" course {describe_progress(run['backlog_progress'])}")
 PY

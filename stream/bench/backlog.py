@@ -1,12 +1,15 @@
-"""The benchmark's backlog: sent as one burst, by a process of its own, once every worker is in
+"""The benchmark's backlog: sent as one burst, by processes of its own, once every worker is in
 the consumer group and has its partitions.
 
-The records are made and encoded before the clock starts; then the burst producer sends them as
-fast as librdkafka takes them, so that on a host with cores to spare the backlog builds up faster
-than the workers take it and their rate is what the benchmark measures (the time the burst took
-is reported beside it, to tell). Sending them before the
-workers start would let the first worker ready begin on the backlog alone, and the others take
-their partitions from it in a rebalance under way. Its own process keeps the burst from sharing
+The records are shared out among the burst's senders, each a process that makes and encodes its
+share before the clock starts (the same ids and features as one sender of them all would make);
+then one release sets them all off, each sending its share as fast as librdkafka takes it, so
+that on a host with cores to spare the backlog builds up faster than the workers take it and
+their rate is what the benchmark measures (the time the burst took, to its last sender's last
+acknowledgement, is reported beside it, to tell). One sender, a Python loop, topped out near
+500,000 records a second on a sixteen-core host. Sending the records before the workers start
+would let the first worker ready begin on the backlog alone, and the others take their
+partitions from it in a rebalance under way. Processes of their own keep the burst from sharing
 an interpreter with the benchmark's reader of the predictions.
 """
 
@@ -14,11 +17,10 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event
 
 from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
@@ -30,6 +32,7 @@ from stream.settings import InputFormat
 
 READY_TIMEOUT_S = 600.0  # making and encoding millions of records
 CONNECT_TIMEOUT_S = 30.0  # for the broker's metadata of the backlog's topic
+READY, GO = "ready", "go"  # what a sender and the benchmark say to each other
 
 
 @dataclass(frozen=True)
@@ -41,35 +44,100 @@ class Released:
     host_busy: float  # the share of the host's core time spent busy meanwhile (stream.bench.host)
 
 
-class Burst:
-    """A process holding the backlog's records, encoded and ready; :meth:`release` sends them."""
+@dataclass(frozen=True)
+class Share:
+    """What one sender sends: records ``start`` to ``stop`` of the backlog's ``count``."""
 
-    def __init__(self, process: BaseProcess, ready: Event, go: Event, sent_s: Synchronized[float]) -> None:
-        self._process, self._ready, self._go = process, ready, go
-        self._sent_s = sent_s  # set by the process once every record is acknowledged
+    bootstrap_servers: str
+    topic: str
+    count: int
+    start: int
+    stop: int
+    features: int
+    input_format: InputFormat
+    connect_timeout_s: float
 
-    def wait_sent(self, timeout_s: float = 60.0) -> float:
-        """Seconds from the release to the last record acknowledged. Close to the backlog's time,
-        they would say that the burst, not the workers, set the pace."""
-        deadline = time.monotonic() + timeout_s
-        while (seconds := self._sent_s.value) < 0:
-            if (error := self.failure()) is not None:
-                raise error
-            if time.monotonic() > deadline:
-                raise KnnStreamError(f"the backlog's burst was not acknowledged within {timeout_s:.0f} s")
-            time.sleep(0.01)
-        return float(seconds)
 
-    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self._ready.wait(0.1):
-            if (error := self.failure()) is not None:
-                raise error
-            if time.monotonic() > deadline:
-                raise KnnStreamError(f"the backlog was not ready to send within {timeout_s:.0f} s")
+class Sender:
+    """One sender's process and the parent's end of its line: down it goes the release; up it
+    come word that the sender is ready (connected, its records encoded), then the
+    ``time.monotonic()`` of its last acknowledgement. A line of its own, not an event or a value
+    shared by all: a sender killed while it held a shared lock (waiting for the release, say)
+    would leave the parent waiting for the lock for ever."""
+
+    def __init__(self, process: BaseProcess, line: Connection) -> None:
+        self.process, self._line = process, line
+        self.ready = False
+        self.done_at: float | None = None
+
+    def hear(self) -> None:
+        """Take in what the sender has said, if anything."""
+        while not self._line.closed and self._line.poll():
+            try:
+                said = self._line.recv()
+            except EOFError:
+                self._line.close()  # it has ended: failure() says how
+                return
+            if said == READY:
+                self.ready = True
+            else:
+                self.done_at = float(said)
 
     def release(self) -> None:
-        self._go.set()
+        try:
+            self._line.send(GO)
+        except OSError:  # a broken pipe, or a line closed once its end was read
+            self._line.close()  # it has ended: failure() says how
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+
+    def join(self) -> None:
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self._line.close()
+
+
+class Burst:
+    """Processes holding the backlog's records, each its share encoded and ready; :meth:`release`
+    sends them all."""
+
+    def __init__(self) -> None:
+        self.senders: list[Sender] = []
+        self._released_at: float | None = None
+
+    def wait_sent(self, timeout_s: float = 60.0) -> float:
+        """Seconds from the release to the last record acknowledged, of every sender. Close to the
+        backlog's time, they would say that the burst, not the workers, set the pace."""
+        self._wait_for(lambda sender: sender.done_at is not None, timeout_s, "was not acknowledged")
+        if self._released_at is None:
+            raise KnnStreamError("the backlog's burst was acknowledged without its release")
+        return max(sender.done_at or 0.0 for sender in self.senders) - self._released_at
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait until every sender is connected, its records encoded."""
+        self._wait_for(lambda sender: sender.ready, timeout_s, "was not ready to send")
+
+    def _wait_for(self, done: Callable[[Sender], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for sender in self.senders:
+                sender.hear()
+            if all(map(done, self.senders)):
+                return
+            if (error := self.failure()) is not None:
+                raise error
+            if time.monotonic() > deadline:
+                raise KnnStreamError(f"the backlog's burst {what} within {timeout_s:.0f} s")
+            time.sleep(0.01)
+
+    def release(self) -> None:
+        self._released_at = time.monotonic()
+        for sender in self.senders:
+            sender.release()
 
     def release_until_read(
         self, reader: OutputReader, count: int, timeout_s: float, failed: Callable[[], BaseException | None]
@@ -83,19 +151,21 @@ class Burst:
         return Released(released_at, last_read - released_at, core_times().busy_share_since(cores_at_release))
 
     def failure(self) -> KnnStreamError | None:
-        """An error once the burst's process has failed (it exits 0 only with every record acknowledged)."""
-        code = self._process.exitcode
-        if code in (None, 0):
-            return None
-        return KnnStreamError(f"the backlog's burst failed (exit code {code}; its error is above)")
+        """An error once a sender has failed (each exits 0 only with every record of its share acknowledged)."""
+        for index, sender in enumerate(self.senders):
+            if sender.process.exitcode not in (None, 0):
+                return KnnStreamError(
+                    f"the backlog's burst failed (sender {index + 1} of {len(self.senders)}:"
+                    f" exit code {sender.process.exitcode}; its error is above)"
+                )
+        return None
 
     def close(self) -> None:
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.kill()
-        self._process.join()
+        """Stop every sender: all terminated at once, then joined."""
+        for sender in self.senders:
+            sender.close()
+        for sender in self.senders:
+            sender.join()
 
 
 def start_burst(
@@ -105,32 +175,40 @@ def start_burst(
     features: int,
     input_format: InputFormat,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    senders: int = 1,
 ) -> Burst:
-    """Start the burst's process: it makes and encodes ``count`` records, connects (within
-    ``connect_timeout_s``, or it fails), and waits."""
+    """Start the burst's ``senders`` processes (fewer for fewer records): each makes and encodes
+    its share of the ``count`` records, connects (within ``connect_timeout_s``, or it fails), and
+    waits for the release."""
     context = multiprocessing.get_context("spawn")
-    ready, go, sent_s = context.Event(), context.Event(), context.Value("d", -1.0)
-    args = (bootstrap_servers, topic, count, features, input_format, connect_timeout_s, ready, go, sent_s)
-    process = context.Process(target=_send_burst, args=args, name="knnstream-burst", daemon=True)
-    process.start()
-    return Burst(process, ready, go, sent_s)
+    burst = Burst()
+    try:
+        for index, (start, stop) in enumerate(shares(count, senders)):
+            share = Share(bootstrap_servers, topic, count, start, stop, features, input_format, connect_timeout_s)
+            line, its_end = context.Pipe()
+            process = context.Process(target=_send_burst, args=(share, its_end), name=f"knnstream-burst-{index}")
+            process.daemon = True
+            process.start()
+            its_end.close()  # the sender's alone: once it ends, the parent's end reads the end of the line
+            burst.senders.append(Sender(process, line))
+    except BaseException:
+        burst.close()
+        raise
+    return burst
 
 
-def _send_burst(
-    bootstrap_servers: str,
-    topic: str,
-    count: int,
-    features: int,
-    input_format: InputFormat,
-    connect_timeout_s: float,
-    ready: Event,
-    go: Event,
-    sent_s: Synchronized[float],
-) -> None:
-    """The burst's process: encode, connect, wait for the go, send, and exit once acknowledged."""
-    records = bench_records(features, "b", count)
+def shares(count: int, senders: int) -> Sequence[tuple[int, int]]:
+    """The ``count`` records shared out among ``senders`` (at most one each), as even as they go."""
+    senders = max(1, min(senders, count))
+    return [(index * count // senders, (index + 1) * count // senders) for index in range(senders)]
+
+
+def _send_burst(share: Share, line: Connection) -> None:
+    """A sender's process: encode its share, connect, wait for the go, send, and say when the
+    last record was acknowledged."""
+    records = bench_records(share.features, "b", share.count, share.start, share.stop)
     keys = [record.key() for record in records]
-    values = [record.value(input_format) for record in records]
+    values = [record.value(share.input_format) for record in records]
     del records
     failures: list[str] = []
 
@@ -139,17 +217,16 @@ def _send_burst(
             failures.append(error.str())
 
     producer = Producer({
-        "bootstrap.servers": bootstrap_servers, "linger.ms": 20, "compression.type": "lz4",
+        "bootstrap.servers": share.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000, "delivery.report.only.error": True, "on_delivery": on_failure,
     })  # fmt: skip
-    producer.list_topics(topic, timeout=connect_timeout_s)  # connected, with the topic's leaders
-    ready.set()
-    while not go.wait(1.0):
-        parent = multiprocessing.parent_process()
-        if parent is None or not parent.is_alive():
-            return  # the benchmark has gone: nothing to send the records for
-    started = time.monotonic()
-    produce = producer.produce
+    producer.list_topics(share.topic, timeout=share.connect_timeout_s)  # connected, with the topic's leaders
+    line.send(READY)
+    try:
+        line.recv()  # the go
+    except EOFError:
+        return  # the benchmark has gone: nothing to send the records for
+    produce, topic = producer.produce, share.topic
     for key, value in zip(keys, values, strict=True):
         while True:
             try:
@@ -159,8 +236,8 @@ def _send_burst(
                 producer.poll(0.005)
     remaining = producer.flush(120)
     if remaining or failures:
-        raise SystemExit(f"{remaining + len(failures)} of {count} backlog records were not delivered to {topic}")
-    sent_s.value = time.monotonic() - started
+        raise SystemExit(f"{remaining + len(failures)} of {len(keys)} backlog records were not delivered to {topic}")
+    line.send(time.monotonic())
 
 
 def wait_group_settled(

@@ -1,4 +1,5 @@
-"""How busy the host's cores were over a span of the benchmark.
+"""How busy the host's cores were over a span of the benchmark, and how many processes the
+benchmark's own sending and reading take on it.
 
 A rate below what the transport allows has one of two causes: the cores are all busy (the CPU
 is the wall, and less work per record is the cure), or they are not (something waits: a lock,
@@ -9,6 +10,7 @@ run here), tells the two apart.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import psutil
@@ -35,3 +37,11 @@ def core_times() -> CoreTimes:
     # guest time is counted in user time too (Linux): taken out of the total once
     total -= getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
     return CoreTimes(total - waiting, total)
+
+
+def bench_processes(asked: int = 0) -> int:
+    """Processes that send the backlog's burst, or read the output topic: ``asked``, or when 0
+    one for every four cores of the host, one to four. One of each topped out near 500,000
+    records a second on a sixteen-core host, short of the workers it benchmarks; on a small host
+    the workers need the cores more than the bench does."""
+    return asked if asked > 0 else max(1, min(4, (os.cpu_count() or 1) // 4))

@@ -42,8 +42,8 @@ class BenchResult:
     replicas: int = 1  # knnstream serve processes in one consumer group
     consumers: int = 1  # consumer processes of each replica, sharing its Dask cluster (serve --consumers)
     backlog_predicted_by_replica: tuple[int, ...] = ()  # records each consumer of each replica predicted and committed
-    backlog_sent_s: float = 0.0  # the backlog's burst, from its release to its last record acknowledged
-    backlog_bench_cpu_s: float = 0.0  # CPU seconds of the benchmark's process (its reader, its samplers)
+    backlog_sent_s: float = 0.0  # the backlog's burst, from its release to its last sender's last acknowledgement
+    backlog_bench_cpu_s: float = 0.0  # CPU seconds of the benchmark's process and its reader's (reading, samplers)
     backlog_gpus: tuple[str, ...] = ()  # per GPU: utilisation, SM clock while working, what held its clocks down
     # every half second of the backlog: seconds, predictions read, then each replica's predicted records
     backlog_progress: tuple[tuple[float, ...], ...] = ()
@@ -65,6 +65,8 @@ class BenchResult:
     index: str = "brute"  # the model's neighbour index: kind, parameters, recall
     recall: float = 1.0  # recall@k against exact search, on the held-out queries
     data_kind: str = "blobs"  # generated rows (blobs, correlated) or the table benched
+    backlog_senders: int = 1  # processes sending the backlogs' bursts (the worker's and the transport loop's)
+    output_readers: int = 1  # processes reading the output topics, one consumer group
 
 
 def format_table(result: BenchResult) -> str:
@@ -97,6 +99,11 @@ def format_table(result: BenchResult) -> str:
         (
             "  sent in",
             f"{result.backlog_sent_s:.2f} s (the backlog's burst, from its release to its last acknowledgement)",
+        ),
+        (
+            "  bench's processes",
+            f"{_count(result.backlog_senders, 'sender')} of the burst,"
+            f" {_count(result.output_readers, 'reader')} of the predictions (and of the loop's)",
         ),
         ("  course", describe_progress(result.backlog_progress)),
         ("  host's cores", f"{result.backlog_host_busy:.0%} busy (every process of the host)"),
@@ -150,3 +157,7 @@ def _cpu(result: BenchResult) -> str:
         f"driver {result.backlog_driver_cpu_s:.2f} s ({per_driver:.0%} of a core each),"
         f" Dask workers {result.backlog_dask_cpu_s:.2f} s, over {backlog_s:.2f} s of backlog"
     )
+
+
+def _count(count: int, what: str) -> str:
+    return f"{count} {what}" if count == 1 else f"{count} {what}s"

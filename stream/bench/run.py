@@ -33,6 +33,7 @@ from stream.backend import Backend, resolve_backend
 from stream.bench.backlog import Burst, start_burst, wait_group_settled
 from stream.bench.data import bench_data
 from stream.bench.gpus import GpuSampler
+from stream.bench.host import bench_processes
 from stream.bench.load import (
     BatchStats,
     OutputReader,
@@ -71,8 +72,8 @@ class Backlog:
     driver_gc_s: float
     cpu: CpuSeconds  # of the workers' processes
     predicted_by_replica: tuple[int, ...]  # records each consumer of each replica predicted (and committed)
-    sent_s: float  # the burst, from its release to its last record acknowledged
-    bench_cpu_s: float  # the benchmark's own process (its reader of the predictions, its GPU and progress samplers)
+    sent_s: float  # the burst, from its release to the last record acknowledged of its last sender
+    bench_cpu_s: float  # the benchmark's process and its reader's (reading the predictions, sampling GPUs, progress)
     gpus: tuple[str, ...]  # what each GPU did (GPU backend)
     progress: tuple[tuple[float, ...], ...]  # every half second: predictions read, then each replica's predicted
     replica_gpus: tuple[str, ...]  # each replica's CUDA_VISIBLE_DEVICES (empty: every GPU, or the CPU backend)
@@ -139,6 +140,8 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         e2e_over_transport=backlog.rows_per_s / e2e.transport.rows_per_s, transport_cpu_s=round(e2e.transport.cpu_s, 2),
         transport_first_commit_s=e2e.transport.first_commit_s, transport_progress=e2e.transport.course,
         backlog_host_busy=backlog.host_busy, transport_host_busy=e2e.transport.host_busy,
+        backlog_senders=bench_processes(settings.backlog_senders),
+        output_readers=bench_processes(settings.output_readers),
         index=describe_index(index), recall=round(float(index["recall"]), 4), data_kind=_data_kind(settings),
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
@@ -170,12 +173,13 @@ def _stream_through_worker(
     transport: TransportLoop,
 ) -> EndToEnd:
     """A backlog through ``knnstream serve`` (its rate), then a fixed load (latency), then the soak."""
-    with ExitStack() as cleanup:  # closed in reverse: the replicas, the reader, the burst's process
+    with ExitStack() as cleanup:  # closed in reverse: the replicas, the reader, the burst's processes
         burst = start_burst(
-            settings.bootstrap_servers, topics["input"], settings.records, settings.features, settings.format
-        )
+            settings.bootstrap_servers, topics["input"], settings.records, settings.features, settings.format,
+            senders=bench_processes(settings.backlog_senders),
+        )  # fmt: skip
         cleanup.callback(burst.close)
-        reader = OutputReader(settings.bootstrap_servers, topics["output"])
+        reader = OutputReader(settings.bootstrap_servers, topics["output"], bench_processes(settings.output_readers))
         cleanup.callback(reader.close)
         reader.wait_until_assigned(timeout_s=60)
         group_id = f"bench-{suffix}"
@@ -214,7 +218,7 @@ def _run_backlog(
     its last prediction read; the workers' CPU and metrics, the GPUs and the course around it."""
     decoded, gc_seconds = "knnstream_records_decoded_on_driver_total", "knnstream_gc_seconds_total"
     at_start = replicas.totals([gc_seconds])  # the start-up's collections are not the backlog's
-    cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), _own_cpu_seconds()
+    cpu_at_start, bench_cpu_at_start = replicas.cpu_seconds(), _own_cpu_seconds(reader)
     stages_at_start = stage_seconds(replicas.ports)
     sampler = GpuSampler()
     if backend == "gpu":
@@ -231,7 +235,7 @@ def _run_backlog(
         )
     finally:
         gpu_lines, course = sampler.stop(), progress.stop()
-    cpu, bench_cpu_s = replicas.cpu_seconds() - cpu_at_start, _own_cpu_seconds() - bench_cpu_at_start
+    cpu, bench_cpu_s = replicas.cpu_seconds() - cpu_at_start, _own_cpu_seconds(reader) - bench_cpu_at_start
     first, last = min(reader.received_at.values()), max(reader.received_at.values())
     settled_batch_totals(replicas.ports)  # the last batches are read before they are counted as committed
     totals = replicas.totals([decoded, gc_seconds])
@@ -261,9 +265,10 @@ def _fixed_load(
     return FixedLoad(offered, float(p50), float(p99), batches)
 
 
-def _own_cpu_seconds() -> float:
-    """CPU seconds of this process so far (during the backlog: its reader, its GPU and progress samplers)."""
-    return cpu_seconds_of(psutil.Process())
+def _own_cpu_seconds(reader: OutputReader) -> float:
+    """CPU seconds of this process and of ``reader``'s so far (during the backlog: reading the
+    predictions, taking them in, sampling the GPUs and the progress)."""
+    return cpu_seconds_of(psutil.Process()) + reader.cpu_seconds()
 
 
 def _soak_window(

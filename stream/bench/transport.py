@@ -7,11 +7,11 @@ batches of the benchmark's size, and does to each batch what the worker does bar
 decodes it (float32 rows with numpy, JSON lines with Arrow), encodes one JSON prediction per
 record (a constant one) with the worker's encoder, produces the batch, waits for every
 acknowledgement and commits its offsets. It runs in a process of its own, as the worker does,
-and it is timed as the worker's backlog is: from the release to the last of its output read by
-the benchmark's reader (:class:`stream.bench.load.OutputReader`), which runs meanwhile as it does
-for the worker (on a small host it takes a share of the cores, and the broker serves it). The
-rate it reaches is the most the worker could deliver on this broker, this machine and these
-settings, whatever the search's speed.
+and it is timed as the worker's backlog is: from the release (of as many senders) to the last of
+its output read by the benchmark's reader (:class:`stream.bench.load.OutputReader`, of as many
+processes), which runs meanwhile as it does for the worker (on a small host it takes a share of
+the cores, and the broker serves it). The rate it reaches is the most the worker could deliver
+on this broker, this machine and these settings, whatever the search's speed.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from stream.batching.microbatch import MicroBatch
 from stream.bench.backlog import start_burst
+from stream.bench.host import bench_processes
 from stream.bench.load import OutputReader
 from stream.bench.progress import SAMPLE_EVERY_S
 from stream.errors import KnnStreamError
@@ -73,7 +74,7 @@ class LoopFigures:
 def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str) -> TransportLoop:
     """Records a second the plain loop moves from ``input_topic`` to ``output_topic``: from the
     backlog's release to the last of them read from ``output_topic``."""
-    reader = OutputReader(settings.bootstrap_servers, output_topic)
+    reader = OutputReader(settings.bootstrap_servers, output_topic, bench_processes(settings.output_readers))
     try:
         reader.wait_until_assigned(timeout_s=READY_TIMEOUT_S)
         return _time_the_loop(settings, input_topic, output_topic, reader)
@@ -82,7 +83,10 @@ def transport_loop(settings: BenchSettings, input_topic: str, output_topic: str)
 
 
 def _time_the_loop(settings: BenchSettings, input_topic: str, output_topic: str, reader: OutputReader) -> TransportLoop:
-    burst = start_burst(settings.bootstrap_servers, input_topic, settings.records, settings.features, settings.format)
+    burst = start_burst(
+        settings.bootstrap_servers, input_topic, settings.records, settings.features, settings.format,
+        senders=bench_processes(settings.backlog_senders),
+    )  # fmt: skip
     context = multiprocessing.get_context("spawn")
     ready, go = context.Event(), context.Event()
     measured: SimpleQueue[LoopFigures] = context.SimpleQueue()

@@ -117,6 +117,14 @@ class BenchSettings(ComputeSettings):
     soak_seconds: float = Field(
         0.0, ge=0, description="then this long more at the same load, sampling the worker's RSS every 30 s (0: no soak)"
     )
+    backlog_senders: int = Field(
+        0,
+        ge=0,
+        description="processes sending the backlog's burst, its records shared out (0: one per 4 cores, 1 to 4)",
+    )
+    output_readers: int = Field(
+        0, ge=0, description="processes reading the output topic, in one consumer group (0: one per 4 cores, 1 to 4)"
+    )
     json_output: bool = Field(False, description="print one JSON object instead of a table (flag: --json)")
     metrics_port: int = Field(
         9109,

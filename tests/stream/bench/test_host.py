@@ -1,4 +1,4 @@
-"""The host's busy share: what the cores did between two readings."""
+"""The host's busy share: what the cores did between two readings; the bench's own processes for its cores."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import namedtuple
 import psutil
 import pytest
 
-from stream.bench.host import CoreTimes, core_times
+from stream.bench.host import CoreTimes, bench_processes, core_times
 
 LinuxTimes = namedtuple("LinuxTimes", "user nice system idle iowait irq softirq steal guest guest_nice")
 
@@ -34,3 +34,12 @@ def test_a_busy_loop_shows_on_the_host() -> None:
     after = core_times()
     assert after.busy_s - before.busy_s >= 0.25
     assert 0.0 < after.busy_share_since(before) <= 1.0
+
+
+@pytest.mark.parametrize(("cores", "processes"), [(None, 1), (2, 1), (8, 2), (16, 4), (128, 4)])
+def test_the_bench_takes_a_process_of_each_for_every_four_cores_up_to_four(
+    monkeypatch: pytest.MonkeyPatch, cores: int | None, processes: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert bench_processes() == processes
+    assert bench_processes(3) == 3  # asked for

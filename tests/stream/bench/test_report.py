@@ -32,6 +32,7 @@ def test_the_table_names_every_figure() -> None:
     assert "driver 5.64 s (50% of a core each), Dask workers 20.50 s, over 11.27 s of backlog" in text
     assert "1 in one knnstream serve" in text and "2,000,000 records" in text
     assert "2.40 s (the backlog's burst" in text
+    assert "1 sender of the burst, 1 reader of the predictions" in text
     assert "soak" not in text
 
 
@@ -79,3 +80,8 @@ def test_consumers_show_each_ones_records_and_the_cpu_of_each_driver() -> None:
     assert "1 in one knnstream serve, 2 consumers each on its Dask cluster" in text
     assert "  by consumer       1,000,123 / 999,877 records" in text.splitlines()
     assert "(25% of a core each)" in text  # 5.64 s of two consumers over 11.27 s
+
+
+def test_the_table_names_the_benchs_own_senders_and_readers() -> None:
+    text = format_table(replace(RESULT, backlog_senders=4, output_readers=3))
+    assert "bench's processes 4 senders of the burst, 3 readers of the predictions (and of the loop's)" in text
