@@ -124,8 +124,9 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         settings.partitions, settings.workers, raw, backlog.rows_per_s, backlog.rows_per_s / raw,
         load.offered_rows_per_s, load.p50_ms, load.p99_ms,
         f"{platform.node()} ({platform.machine()}, {_device_name(backend)})", time.strftime("%Y-%m-%d"),
-        *_soak_fields(e2e.soaked), produce_on=settings.produce_on, max_batches_in_flight=settings.max_batches_in_flight,
-        batch_max_wait_ms=settings.batch_max_wait_ms, format=settings.format,
+        *_soak_fields(e2e.soaked), produce_on=_producing(settings),
+        max_batches_in_flight=settings.max_batches_in_flight, batch_max_wait_ms=settings.batch_max_wait_ms,
+        format=settings.format,
         first_prediction_s=backlog.first_prediction_s, e2e_after_first_rows_per_s=backlog.after_first_rows_per_s,
         backlog_decoded_on_driver=backlog.decoded_on_driver, backlog_driver_gc_s=round(backlog.driver_gc_s, 3),
         backlog_driver_cpu_s=round(backlog.cpu.drivers, 2), backlog_dask_cpu_s=round(backlog.cpu.dask_workers, 2),
@@ -146,6 +147,13 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
+
+
+def _producing(settings: BenchSettings) -> str:
+    """Who produced the predictions: ``auto`` resolved as the at-least-once serve resolves it."""
+    if settings.produce_on != "auto":
+        return settings.produce_on
+    return "workers" if settings.consumers == 1 else "driver"
 
 
 def _data_kind(settings: BenchSettings) -> str:

@@ -70,7 +70,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
         stop = StopSignal()
         stop.install()
     backend = resolve_backend(settings.backend)
-    on_workers = _produce_on_workers(settings)
+    on_workers = produce_on_workers(settings)
     store = ModelStore(settings.store)
     manifest = _resolve_model(store, settings)
     metrics, health = WorkerMetrics(), Health()
@@ -228,13 +228,19 @@ def _completer(settings: ServeSettings, source: KafkaSource, observe: Callable[[
     return AtLeastOnce(KafkaSink.for_settings(settings), source.commit, observe)
 
 
-def _produce_on_workers(settings: ServeSettings) -> bool:
+def produce_on_workers(settings: ServeSettings) -> bool:
+    """Whether the Dask workers produce the predictions. ``auto``: for one at-least-once
+    consumer. With ``--consumers N`` each consumer produces its own: every consumer's
+    predictions would otherwise queue behind one Dask worker's interpreter a GPU (on one H200,
+    4 consumers delivered 341k records/s through the workers, 408k-676k producing their own)."""
     if settings.guarantee == "exactly-once" and settings.produce_on == "workers":
         raise ConfigurationError(
             "--produce-on workers cannot be exactly-once: a Kafka transaction has one producer"
             " (use --produce-on driver)"
         )
-    return settings.produce_on == "workers" or (settings.produce_on == "auto" and settings.guarantee == "at-least-once")
+    if settings.produce_on == "auto":
+        return settings.guarantee == "at-least-once" and settings.consumers == 1
+    return settings.produce_on == "workers"
 
 
 def _resolve_model(store: ModelStore, settings: ServeSettings) -> Manifest:

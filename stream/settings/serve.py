@@ -59,7 +59,8 @@ class ServeSettings(KafkaSettings, ComputeSettings):
     produce_on: Literal["auto", "workers", "driver"] = Field(
         "auto",
         description="who produces the predictions: the Dask workers that scored them (at-least-once), the driver"
-        " (keeps the input order per partition; needed by exactly-once), or auto (workers unless exactly-once)",
+        " (keeps the input order per partition; needed by exactly-once), or auto (workers for one at-least-once"
+        " consumer; each consumer its own with --consumers)",
     )
     local_dask_workers: Literal["auto", "threads", "processes"] = Field(
         "auto",
