@@ -26,7 +26,8 @@ from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, Mess
 from confluent_kafka.admin import AdminClient
 
 from stream.bench.host import core_times
-from stream.bench.load import OutputReader, bench_records
+from stream.bench.load import bench_records
+from stream.bench.output import OutputReader
 from stream.errors import KnnStreamError
 from stream.settings import InputFormat
 

@@ -36,12 +36,12 @@ from stream.bench.gpus import GpuSampler
 from stream.bench.host import bench_processes
 from stream.bench.load import (
     BatchStats,
-    OutputReader,
     batch_stats,
     bench_records,
     latency_phase,
     settled_batch_totals,
 )
+from stream.bench.output import OutputReader
 from stream.bench.progress import ProgressSampler
 from stream.bench.raw import publish_index, raw_throughput
 from stream.bench.replicas import CpuSeconds, Replicas, start_replicas

@@ -8,7 +8,7 @@ decodes it (float32 rows with numpy, JSON lines with Arrow), encodes one JSON pr
 record (a constant one) with the worker's encoder, produces the batch, waits for every
 acknowledgement and commits its offsets. It runs in a process of its own, as the worker does,
 and it is timed as the worker's backlog is: from the release (of as many senders) to the last of
-its output read by the benchmark's reader (:class:`stream.bench.load.OutputReader`, of as many
+its output read by the benchmark's reader (:class:`stream.bench.output.OutputReader`, of as many
 processes), which runs meanwhile as it does for the worker (on a small host it takes a share of
 the cores, and the broker serves it). The rate it reaches is the most the worker could deliver
 on this broker, this machine and these settings, whatever the search's speed.
@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from stream.batching.microbatch import MicroBatch
 from stream.bench.backlog import start_burst
 from stream.bench.host import bench_processes
-from stream.bench.load import OutputReader
+from stream.bench.output import OutputReader
 from stream.bench.progress import SAMPLE_EVERY_S
 from stream.errors import KnnStreamError
 from stream.records.encode import encode_values, prediction_headers

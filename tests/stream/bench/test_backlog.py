@@ -31,15 +31,21 @@ def _written(consumer: Consumer, topic: str, partitions: int) -> int:
     return sum(high for _, high in marks)
 
 
+def _subscribed(bootstrap: str, topic: str) -> Consumer:
+    """A consumer of ``topic`` from its start, in a group of its own."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+    })  # fmt: skip
+    consumer.subscribe([topic])
+    return consumer
+
+
 @pytest.mark.kafka
 def test_the_burst_sends_every_record_only_once_released(kafka_bootstrap: str) -> None:
     topic = f"burst-{uuid.uuid4().hex[:8]}"
     with temporary_topics(kafka_bootstrap, {topic: 2}):
         burst = start_burst(kafka_bootstrap, topic, 5_000, 4, "float32")
-        consumer = Consumer({
-            "bootstrap.servers": kafka_bootstrap, "group.id": f"g-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-        })  # fmt: skip
-        consumer.subscribe([topic])
+        consumer = _subscribed(kafka_bootstrap, topic)
         try:
             burst.wait_ready(timeout_s=120)
             assert _written(consumer, topic, 2) == 0  # ready: encoded and connected, nothing sent
@@ -78,10 +84,7 @@ def test_a_burst_of_three_senders_sends_every_record_once_as_one_sender_would(ka
     topic, count = f"burst-{uuid.uuid4().hex[:8]}", 4_000
     with temporary_topics(kafka_bootstrap, {topic: 3}):
         burst = start_burst(kafka_bootstrap, topic, count, 4, "float32", senders=3)
-        consumer = Consumer({
-            "bootstrap.servers": kafka_bootstrap, "group.id": f"g-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-        })  # fmt: skip
-        consumer.subscribe([topic])
+        consumer = _subscribed(kafka_bootstrap, topic)
         try:
             burst.wait_ready(timeout_s=120)
             assert len(burst.senders) == 3
