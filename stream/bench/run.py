@@ -55,6 +55,7 @@ from stream.demo.produce import send
 from stream.heap import freeze_startup_heap
 from stream.predict.cluster import visible_gpus
 from stream.settings import BenchSettings
+from stream.settings.serve import who_produces
 from stream.sink.admin import broker_reachable
 from stream.train.indexing import describe_index
 
@@ -124,7 +125,7 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
         settings.partitions, settings.workers, raw, backlog.rows_per_s, backlog.rows_per_s / raw,
         load.offered_rows_per_s, load.p50_ms, load.p99_ms,
         f"{platform.node()} ({platform.machine()}, {_device_name(backend)})", time.strftime("%Y-%m-%d"),
-        *_soak_fields(e2e.soaked), produce_on=_producing(settings),
+        *_soak_fields(e2e.soaked), produce_on=who_produces(settings.produce_on, "at-least-once", settings.consumers),
         max_batches_in_flight=settings.max_batches_in_flight, batch_max_wait_ms=settings.batch_max_wait_ms,
         format=settings.format,
         first_prediction_s=backlog.first_prediction_s, e2e_after_first_rows_per_s=backlog.after_first_rows_per_s,
@@ -147,13 +148,6 @@ def run_bench(settings: BenchSettings, cuda_visible_devices: str | None = None) 
     )  # fmt: skip
     print(json.dumps(asdict(result)) if settings.json_output else format_table(result), flush=True)
     return result
-
-
-def _producing(settings: BenchSettings) -> str:
-    """Who produced the predictions: ``auto`` resolved as the at-least-once serve resolves it."""
-    if settings.produce_on != "auto":
-        return settings.produce_on
-    return "workers" if settings.consumers == 1 else "driver"
 
 
 def _data_kind(settings: BenchSettings) -> str:

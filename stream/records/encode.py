@@ -32,7 +32,8 @@ class OutboundRecord(NamedTuple):
 class PredictionColumns:
     """The predictions of a batch as columns: record ``i`` is ``keys[i]``, ``values[i]``, all with
     the same headers. The producer gets one call per record with one shared headers list, instead
-    of a tuple and a list of headers per record (about a third of the driver's produce time)."""
+    of a tuple and a list of headers per record (1.5-1.8 CPU µs a record against 2.9-3.1, 200,000
+    records on a 2-core VM)."""
 
     topic: str
     keys: Sequence[bytes | None]
@@ -86,10 +87,12 @@ def encode_scored(
     model_version: str,
     output_topic: str,
     probabilities: Any = None,
+    keys: Sequence[bytes | None] | None = None,
 ) -> Outbound:
-    """One prediction record per message (row i answers ``messages[i]``), keyed like it."""
+    """One prediction record per message (row i answers ``messages[i]``), keyed like it
+    (``keys``: the messages' keys, when they were read already)."""
     values = encode_values(ids, predictions, distances, model_version, probabilities)
-    keys = [message.key() for message in messages]
+    keys = [message.key() for message in messages] if keys is None else keys
     if len(keys) != len(values):
         raise ValueError(f"{len(values)} predictions for {len(keys)} records")
     return Outbound((PredictionColumns(output_topic, keys, values, prediction_headers(model_version)),))

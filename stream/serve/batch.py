@@ -114,7 +114,7 @@ class BatchStages:
             if scored is not None:
                 self.breaker.observe_clean(len(batch))
                 ids, prediction = scored
-                return self._predicted(batch, batch.messages, ids, prediction, [], started)
+                return self._predicted(batch, batch.messages, ids, prediction, [], started, keys)
             self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(batch))
         decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
         if len(decoded.ids) == 0:
@@ -132,6 +132,7 @@ class BatchStages:
         prediction: Prediction,
         dead_letters: Sequence[DeadLetter],
         started: float,
+        keys: Sequence[bytes | None] | None = None,
     ) -> PredictedStage:
         elapsed = time.perf_counter() - started
         self.metrics.predict_time.observe(elapsed)
@@ -142,7 +143,7 @@ class BatchStages:
         predictions, distances = frame["prediction"].to_numpy(), frame["distance"].to_numpy()
         probabilities = frame.get("probabilities")
         return PredictedStage(
-            batch, scored, ids, predictions, distances, prediction.version, dead_letters, None, probabilities
+            batch, scored, ids, predictions, distances, prediction.version, dead_letters, None, probabilities, keys
         )
 
     def encode(self, stage: PredictedStage) -> EncodedStage:
@@ -157,6 +158,7 @@ class BatchStages:
             stage.model_version,
             self.config.output_topic,
             stage.probabilities,
+            stage.keys,
         )
         outbound += encode_dead_letters(stage.dead_letters, self.config.dlq_topic, self.config.max_record_bytes)
         self.metrics.observe_stage("encode", time.perf_counter() - started)

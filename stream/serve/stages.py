@@ -77,6 +77,7 @@ class PredictedStage:
     dead_letters: Sequence[DeadLetter]
     produced: ProducedParts | None = None  # set when the workers score and produce the batch
     probabilities: Any = None  # each row's JSON object of class probabilities, when asked for
+    keys: Sequence[bytes | None] | None = None  # the keys of ``scored``, when the decode stage read them
 
 
 @dataclass(frozen=True)

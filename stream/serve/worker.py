@@ -33,6 +33,7 @@ from stream.predict.shared import fingerprint
 from stream.serve.metrics import Health, MetricsServer, WorkerMetrics
 from stream.serve.pipeline import Pipeline, PipelineConfig
 from stream.settings import ServeSettings
+from stream.settings.serve import who_produces
 from stream.sink.admin import create_topics
 from stream.sink.commit import AtLeastOnce, BatchCompleter, ExactlyOnce
 from stream.sink.kafka import KafkaSink, producer_config, transactional_producer_config
@@ -229,18 +230,13 @@ def _completer(settings: ServeSettings, source: KafkaSource, observe: Callable[[
 
 
 def produce_on_workers(settings: ServeSettings) -> bool:
-    """Whether the Dask workers produce the predictions. ``auto``: for one at-least-once
-    consumer. With ``--consumers N`` each consumer produces its own: every consumer's
-    predictions would otherwise queue behind one Dask worker's interpreter a GPU (on one H200,
-    4 consumers delivered 341k records/s through the workers, 408k-676k producing their own)."""
+    """Whether the Dask workers produce the predictions (:func:`stream.settings.serve.who_produces`)."""
     if settings.guarantee == "exactly-once" and settings.produce_on == "workers":
         raise ConfigurationError(
             "--produce-on workers cannot be exactly-once: a Kafka transaction has one producer"
             " (use --produce-on driver)"
         )
-    if settings.produce_on == "auto":
-        return settings.guarantee == "at-least-once" and settings.consumers == 1
-    return settings.produce_on == "workers"
+    return who_produces(settings.produce_on, settings.guarantee, settings.consumers) == "workers"
 
 
 def _resolve_model(store: ModelStore, settings: ServeSettings) -> Manifest:

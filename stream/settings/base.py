@@ -15,6 +15,7 @@ Task = Literal["classification", "regression"]
 InputFormat = Literal["json", "float32"]
 # the neighbour index a model serves (stream.predict.index), or auto: chosen by size at train time
 IndexChoice = Literal["brute", "ivf-flat", "ivf-pq", "cagra", "hnsw", "auto"]
+ProduceOn = Literal["auto", "workers", "driver"]  # who produces the predictions (serve, bench)
 
 
 def own_env(command: str, field: str) -> str:

@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from stream.settings.base import CommandSettings, ComputeSettings, IndexChoice, InputFormat, KafkaSettings, own_env
+from stream.settings.base import (
+    CommandSettings,
+    ComputeSettings,
+    IndexChoice,
+    InputFormat,
+    KafkaSettings,
+    ProduceOn,
+    own_env,
+)
 
 
 class ProduceSettings(KafkaSettings):
@@ -110,9 +118,7 @@ class BenchSettings(ComputeSettings):
     consumers: int = Field(
         1, ge=1, description="consumer processes of each knnstream serve, sharing its Dask cluster (serve --consumers)"
     )
-    produce_on: Literal["auto", "workers", "driver"] = Field(
-        "auto", description="who produces the predictions (as knnstream serve --produce-on)"
-    )
+    produce_on: ProduceOn = Field("auto", description="who produces the predictions (as knnstream serve --produce-on)")
     max_batches_in_flight: int = Field(2, ge=1, description="batches under way at once in the worker")
     format: InputFormat = Field("json", description="record format: json or float32 (the worker's --input-format)")
     latency_seconds: float = Field(10.0, gt=0, description="length of the fixed-load latency phase")

@@ -103,7 +103,9 @@ def build_model_index(
         **agreement(model, backend, index, exact, raw_queries, labels),
     }
     if chosen == "cagra":
-        _tune_cpu_form(index, model, validation, queries, truth, min_recall, record)
+        cpu_recall = _tune_cpu_form(index, model, validation, queries, truth, min_recall)
+        if cpu_recall is not None:
+            record["cpu_recall"] = cpu_recall
     record["params"] = index.spec.to_json()
     with _timed("wrote the index files"):
         files = index.files() if served is None else _same_index_over(served, index, backend)
@@ -133,10 +135,9 @@ def _tune_cpu_form(
     queries: np.ndarray,
     truth: np.ndarray,
     min_recall: float,
-    record: dict[str, Any],
-) -> None:
-    """Tune the CAGRA graph's HNSW form, which CPU workers serve, and note its recall. Without
-    hnswlib here the GPU form is published as it is: CPU workers need hnswlib to serve it
+) -> float | None:
+    """Tune the CAGRA graph's HNSW form, which CPU workers serve; its recall. Without hnswlib
+    here (``None``) the GPU form is published as it is: CPU workers need hnswlib to serve it
     anyway, and its search then keeps cuVS's default."""
     try:
         with _timed("wrote and tuned the CAGRA graph's HNSW form (CPU workers)"):
@@ -144,9 +145,9 @@ def _tune_cpu_form(
             tune(form, validation, truth[: len(validation)], model.k, min_recall)
     except IndexLibraryMissingError as exc:
         log.warning("the CAGRA graph's HNSW form is not tuned for CPU workers: %s", exc)
-        return
-    record["cpu_recall"] = recall_at_k(form.kneighbors(queries, model.k)[1], truth)
+        return None
     index.set_search(form.spec.search)
+    return recall_at_k(form.kneighbors(queries, model.k)[1], truth)
 
 
 def _same_index_over(served: KnnIndex, tuned: Any, backend: Backend) -> dict[str, bytes]:

@@ -65,3 +65,11 @@ def test_predictions_for_fewer_records_than_messages_are_refused() -> None:
     messages = [FakeMessage(b"{}", offset=i, key=b"k") for i in range(3)]
     with pytest.raises(ValueError, match="2 predictions for 3 records"):
         encode_scored(messages, pa.array(["a", "b"]), np.array([1, 2]), np.array([0.5, 0.0]), "v1", "out")
+
+
+def test_keys_read_already_are_the_records_keys() -> None:
+    messages = [FakeMessage(b"{}", offset=i, key=b"from the message") for i in range(2)]
+    scored = encode_scored(
+        messages, pa.array(["a", "b"]), np.array([1, 2]), np.array([0.5, 0.0]), "v1", "out", keys=[b"k0", None]
+    )
+    assert [record.key for record in scored.each()] == [b"k0", None]
