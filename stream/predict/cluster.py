@@ -51,10 +51,16 @@ def start_client(
     in_process: bool = False,
 ) -> Client:
     """Connect to ``scheduler`` or start a local cluster of the backend's kind, ``threads`` per worker;
-    ``in_process``: a CPU cluster's workers are threads of this process (:func:`serves_in_process`)."""
+    ``in_process``: a CPU cluster's workers are threads of this process (:func:`serves_in_process`).
+
+    The client talks to the workers directly (``direct_to_workers``) for its actors' calls
+    (:mod:`stream.predict.dispatch`) and for gathers: the data goes from the worker to the
+    client, not through the scheduler's event loop, which every consumer of the cluster shares.
+    The workers' addresses must therefore be reachable from the consumers, as they are from one
+    another."""
     if scheduler:
         try:
-            return Client(scheduler, timeout="15s")
+            return Client(scheduler, timeout="15s", direct_to_workers=True)
         except OSError as exc:
             raise ConfigurationError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     _quiet_dask_logs()
@@ -69,7 +75,7 @@ def start_client(
         "threads of this process" if in_process and backend == "cpu" else "processes",
         dashboard_url(cluster),
     )
-    return Client(cluster)
+    return Client(cluster, direct_to_workers=True)
 
 
 def dashboard_url(cluster_or_client: Any) -> str:

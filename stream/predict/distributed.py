@@ -16,6 +16,7 @@ from distributed import Client, WorkerPlugin
 
 from stream.backend import Backend
 from stream.errors import KnnStreamError
+from stream.predict.dispatch import PartCall, PartScorerPlugin, PartSender, WorkerUnreachableError
 from stream.predict.plugin import ModelPlugin, plugin_name, predict_on_worker, warm_up_of
 from stream.predict.shared import SharedPlugins, fingerprint
 from stream.predict.tasks import ScoredLines, score_lines_on_worker
@@ -45,12 +46,9 @@ class Prediction:
 class ProducedParts:
     """A batch's parts being scored and produced on the workers (:meth:`DaskPredictor.produce_lines`)."""
 
-    def __init__(
-        self, client: Client, bounds: list[tuple[int, int]], futures: list[Any], version: str, shadow: str | None
-    ) -> None:
-        self._client = client
+    def __init__(self, bounds: list[tuple[int, int]], calls: list[PartCall], version: str, shadow: str | None) -> None:
         self.bounds = bounds  # each part's [start, stop) rows of the batch
-        self._futures = futures
+        self._calls = calls
         self._version, self._shadow_version = version, shadow
         self._started = time.perf_counter()
 
@@ -61,8 +59,7 @@ class ProducedParts:
     def outcome(self) -> list[ScoredLines | None]:
         """Waits for every part: its predictions once produced, or ``None`` when it was not clean
         (nothing of it produced). Raises what a part raised (a delivery that failed)."""
-        answers: list[ScoredLines | None] = self._client.gather(self._futures)
-        return answers
+        return [call.result() for call in self._calls]
 
     def prediction(self, produced: list[ScoredLines]) -> Prediction:
         """The predictions of the parts produced, in their order."""
@@ -96,10 +93,13 @@ class DaskPredictor:
         self._workers: list[str] = []
         self._workers_checked_at = -WORKER_COUNT_TTL_S
         self._next_worker = itertools.count()  # where the next part of raw records goes
+        self._sender = PartSender(client, self._running_workers)
 
     def load(self, plugin: ModelPlugin) -> None:
         """Register the plugin (unless the cluster has it already, for another consumer); returns
         once every current worker has loaded and verified it."""
+        # Every worker (and each that joins) gets the handler the raw parts go to, once per cluster.
+        self._plugins.register(PartScorerPlugin(), PartScorerPlugin.name)
         try:
             self._plugins.register(plugin, fingerprint(plugin.made_from()), hold=True)
         except Exception as exc:
@@ -156,7 +156,7 @@ class DaskPredictor:
         ``None`` when any record is not clean (the caller decodes the batch and dead-letters the
         bad ones)."""
         version, shadow_version = self._versions()
-        _, futures = self._submit_parts(
+        _, calls = self._submit_parts(
             score_lines_on_worker,
             values,
             keys,
@@ -166,7 +166,7 @@ class DaskPredictor:
             self._input_format,
             self._probabilities,
         )
-        answers: list[ScoredLines | None] = self._client.gather(futures)
+        answers: list[ScoredLines | None] = [call.result() for call in calls]
         scored = [answer for answer in answers if answer is not None]
         if len(scored) < len(answers):
             return None
@@ -187,8 +187,8 @@ class DaskPredictor:
         returns at once, before the workers are done."""
         version, shadow_version = self._versions()
         extra = (version, shadow_version, output_topic, self._input_format, self._probabilities)
-        bounds, futures = self._submit_parts(task, values, keys, n_features, *extra)
-        return ProducedParts(self._client, bounds, futures, version, shadow_version)
+        bounds, calls = self._submit_parts(task, values, keys, n_features, *extra)
+        return ProducedParts(bounds, calls, version, shadow_version)
 
     def _versions(self) -> tuple[str, str | None]:
         if self.version is None:
@@ -197,37 +197,27 @@ class DaskPredictor:
 
     def _submit_parts(
         self, task: Callable[..., Any], values: list[bytes], keys: list[bytes | None], n_features: int, *args: Any
-    ) -> tuple[list[tuple[int, int]], list[Any]]:
+    ) -> tuple[list[tuple[int, int]], list[PartCall]]:
         """``task(payload, keys, n_features, *args)`` on each part of the batch, each part on the
-        next worker in turn; the parts' bounds and futures.
+        next worker in turn (one request to that worker, :mod:`stream.predict.dispatch`);
+        the parts' bounds and calls, under way.
 
         A batch is split into only as many parts as give every worker two tasks with the batches
         in flight: with twice as many batches in flight as workers, each batch goes whole to one
         worker, which predicts it in one piece and makes one round trip for it.
         """
-        workers = self._worker_addresses()
+        workers = self._worker_addresses() or self._running_workers(True)
+        if not workers:
+            raise WorkerUnreachableError("the Dask scheduler lists no running worker")
         bounds = split_bounds(len(values), parts_per_batch(len(workers), self._batches_in_flight))
         # One thread submits (the pipeline's prepare thread), so a batch's parts take consecutive turns.
-        futures = []
+        calls = []
         for start, stop in bounds:
-            target = workers[next(self._next_worker) % len(workers)] if workers else None
-            # The values go as data to the worker that runs the task, not inside the task's graph.
-            payload, placed = self._scatter_to(joined(self._input_format, values[start:stop]), target)
-            where = {} if placed is None else {"workers": placed, "allow_other_workers": True}
-            part_keys = _part_keys(keys, start, stop)
-            futures.append(self._client.submit(task, payload, part_keys, n_features, *args, **where, pure=False))
-        return bounds, futures
-
-    def _scatter_to(self, payload: bytes, target: str | None) -> tuple[Any, list[str] | None]:
-        """``payload`` scattered to ``target``, or to any worker when that one has gone (the
-        workers' list is then read again for the next part); the future and where it went."""
-        if target is not None:
-            try:
-                return self._client.scatter(payload, workers=[target], hash=False), [target]
-            except (KeyError, TimeoutError, OSError) as exc:
-                log.warning("Dask worker %s is gone (%r); the part goes to any worker", target, exc)
-                self._workers_checked_at = -WORKER_COUNT_TTL_S
-        return self._client.scatter(payload, hash=False), None
+            target = workers[next(self._next_worker) % len(workers)]
+            payload = joined(self._input_format, values[start:stop])
+            part = (payload, _part_keys(keys, start, stop), n_features, *args)
+            calls.append(PartCall(self._sender, target, task, part))
+        return bounds, calls
 
     def _forget(self, version: str) -> None:
         """Unload ``version`` from the workers, unless another consumer of the cluster serves it."""
@@ -235,12 +225,17 @@ class DaskPredictor:
 
     def _worker_addresses(self) -> list[str]:
         """The workers' addresses, asked of the scheduler at most every few seconds."""
-        now = time.monotonic()
-        if now >= self._workers_checked_at + WORKER_COUNT_TTL_S:
+        return self._running_workers(False)
+
+    def _running_workers(self, now: bool) -> list[str]:
+        """The running workers' addresses: asked of the scheduler when ``now`` or when the list
+        is older than :data:`WORKER_COUNT_TTL_S`, else the list read last."""
+        checked = time.monotonic()
+        if now or checked >= self._workers_checked_at + WORKER_COUNT_TTL_S:
             workers = self._client.scheduler_info(n_workers=-1)["workers"]
-            # A paused or closing worker would hold a part up (the scheduler waits for it to run).
+            # A paused or closing worker would hold a part up.
             self._workers = sorted(address for address, info in workers.items() if info.get("status") == "running")
-            self._workers_checked_at = now
+            self._workers_checked_at = checked
         return self._workers
 
 

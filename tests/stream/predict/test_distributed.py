@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from distributed import Client
+from distributed import get_worker
 
 from stream.backend import Backend
 from stream.predict.cluster import close_client, start_client
 from stream.predict.distributed import DaskPredictor, parts_per_batch
 from stream.predict.plugin import ModelPlugin
-from stream.predict.tasks import score_lines_on_worker
 from stream.settings import TrainSettings
 from stream.sink.workers import ProducerPlugin, score_and_produce_on_worker
 from stream.train.job import train
@@ -94,8 +93,8 @@ def test_with_two_batches_in_flight_per_worker_each_batch_goes_whole_to_the_next
         split.load(ModelPlugin(tmp_store, "blobs", version, backend))
         split.activate(version)
         expected = split.predict(rows).frame["prediction"].to_numpy()
-        bounds, futures = split._submit_parts(score_lines_on_worker, values, keys, N_FEATURES, version)
-        assert bounds == [(0, 20), (20, 40)] and len(_ran_on(client, futures)) == 2
+        bounds, calls = split._submit_parts(_worker_address, values, keys, N_FEATURES)
+        assert bounds == [(0, 20), (20, 40)] and len({call.result() for call in calls}) == 2
 
         whole = DaskPredictor(client, backend, batches_in_flight=4)
         whole.activate(version)
@@ -104,25 +103,27 @@ def test_with_two_batches_in_flight_per_worker_each_batch_goes_whole_to_the_next
         np.testing.assert_array_equal(scored[1].frame["prediction"].to_numpy(), expected)
         places = []
         for _ in range(4):
-            bounds, futures = whole._submit_parts(score_lines_on_worker, values, keys, N_FEATURES, version)
-            assert bounds == [(0, 40)]
-            places.append(_ran_on(client, futures).pop())
+            bounds, calls = whole._submit_parts(_worker_address, values, keys, N_FEATURES)
+            assert bounds == [(0, 40)] and calls[0].address == calls[0].result()  # where it was sent
+            places.append(calls[0].result())
         assert len(set(places)) == 2 and places[0] == places[2] and places[1] == places[3]
 
-        # A worker that has gone but is still in the cached list: its turn goes to any worker.
-        whole._workers = ["tcp://127.0.0.1:1", *whole._workers]
+        # A worker that has gone but is still in the cached list: its part goes to the other one.
+        gone = places[0]
+        client.retire_workers([gone], close_workers=True, remove=True)
         whole._workers_checked_at = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="stream.predict.distributed"):
+        assert gone in whole._worker_addresses()
+        with caplog.at_level(logging.WARNING, logger="stream.predict.dispatch"):
             for _ in range(3):
                 scored = whole.predict_lines(values, keys, N_FEATURES)
                 assert scored is not None
                 np.testing.assert_array_equal(scored[1].frame["prediction"].to_numpy(), expected)
-        assert "Dask worker tcp://127.0.0.1:1 is gone" in caplog.text
+        assert f"Dask worker {gone} is gone" in caplog.text
+        assert whole._worker_addresses() == [places[1]]
     finally:
         close_client(client)
 
 
-def _ran_on(client: Client, futures: list[Any]) -> set[str]:
-    """The workers that computed ``futures``."""
-    client.gather(futures)
-    return {worker for workers in client.who_has(futures).values() for worker in workers}
+def _worker_address(payload: bytes, keys: Any, n_features: int) -> str:
+    """A scoring task's stand-in that says where it ran."""
+    return str(get_worker().address)
