@@ -91,6 +91,7 @@ def test_saved_cuvs_indexes_load_to_the_same_search(kind: str, rows: tuple[np.nd
 def test_cagra_writes_an_hnsw_form_that_hnswlib_serves_on_the_cpu(
     rows: tuple[np.ndarray, np.ndarray], exact: tuple
 ) -> None:
+    pytest.importorskip("hnswlib", reason="the cagra-on-cpu extra serves the HNSW form (it needs a compiler)")
     features, queries = rows
     built = build_index("cagra", features, "euclidean", "gpu")
     built.set_search({**SETTINGS["cagra"], "ef": 128})
