@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from distributed import Client, WorkerPlugin
@@ -72,6 +73,20 @@ class PartScorerPlugin(WorkerPlugin):
         return {"status": "OK", "answer": to_serialize(answer)}
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the task returned, or what it raised: kept apart from the connection's own errors,
+    so that an ``OSError`` of the task is raised as it is, not taken for a worker that has gone."""
+
+    value: Any = None
+    failure: BaseException | None = None
+
+    def unwrap(self) -> Any:
+        if self.failure is not None:
+            raise self.failure
+        return self.value
+
+
 class PartCall:
     """One part's request to a worker; :meth:`result` waits for its answer, sending the part to
     a running worker again when the one it went to has gone."""
@@ -86,8 +101,8 @@ class PartCall:
         """The task's answer; raises what the task raised, or :class:`WorkerUnreachableError`."""
         for attempt in range(1, CALL_ATTEMPTS + 1):
             try:
-                return self._future.result()
-            except OSError as exc:
+                answer = self._future.result()
+            except OSError as exc:  # the connection to the worker (the task's own errors are in the answer)
                 if attempt == CALL_ATTEMPTS:
                     raise WorkerUnreachableError(
                         f"no Dask worker took the part after {attempt} tries; the last, {self.address}: {exc!r}"
@@ -96,6 +111,8 @@ class PartCall:
                 time.sleep(RETRY_PAUSE_S * (attempt - 1))  # at once the first time: the others may be up
                 self.address = self._sender.any_running()
                 self._future = self._sender.send(self.address, self._task, self._args)
+                continue
+            return answer.unwrap()
         raise AssertionError("unreachable")  # the loop returns or raises
 
 
@@ -106,7 +123,7 @@ class PartSender:
         self._client = client
         self._running_workers = running_workers  # True: ask the scheduler now, not the cached list
 
-    def send(self, address: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
+    def send(self, address: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Future[Answer]:
         """Start ``task(*args)`` on the worker at ``address``; its future, returned at once."""
         loop = self._client.loop
         if loop is None:
@@ -121,7 +138,7 @@ class PartSender:
             raise WorkerUnreachableError("the Dask scheduler lists no running worker")
         return workers[0]
 
-    async def _request(self, address: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    async def _request(self, address: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Answer:
         pool = self._client.rpc  # the client's connections to the workers, one reused per request
         # A worker that has gone refuses the connection, which Dask tries again for its whole connect
         # timeout (30 s by default): a short one of its own sends the part elsewhere sooner.
@@ -131,8 +148,8 @@ class PartSender:
         finally:
             pool.reuse(address, comm)
         if isinstance(response, dict) and response.get("status") == "OK":
-            return response["answer"]
+            return Answer(response["answer"])
         if isinstance(response, dict) and "exception" in response:
-            raise response["exception"]
+            return Answer(failure=response["exception"])
         # Not the handler's answer: the worker has none yet (a replacement setting its plugins up).
         raise OSError(f"Dask worker {address} has no part scorer yet (it answered {response!r})")
