@@ -4,7 +4,7 @@ A Dask task costs the scheduler a round of messages and state changes for every 
 assigned, run, done, released), and its data a scatter and a gather of their own. With several
 consumers sharing one cluster, the scheduler's one event loop sets the pace: on a 2-core VM a
 100 kB part took 21 ms from the driver back to the driver as scatter, task and gather through the
-scheduler, 3.7 ms as one request to the worker itself (docs/stream-performance.md). So every worker
+scheduler, 3 to 4 ms as one request to the worker itself (docs/stream-performance.md). So every worker
 gets a request handler (:class:`PartScorerPlugin`, a ``WorkerPlugin``: replacements get it too),
 and a consumer sends each part to a worker with one request on the connection its Dask client
 keeps to that worker; the scheduler sees neither the part nor its answer.
@@ -47,30 +47,35 @@ class WorkerUnreachableError(KnnStreamError):
 
 
 class PartScorerPlugin(WorkerPlugin):
-    """Adds the worker's :data:`HANDLER`: ``task(*args)`` on its threads, the answer sent back."""
+    """Adds the worker's :data:`HANDLER` (:func:`score_on`): ``task(*args)`` on its threads."""
 
     name = PLUGIN_NAME
 
     def setup(self, worker: Any) -> None:
-        self._worker = worker
-        worker.handlers[HANDLER] = self.score
+        # Bound to its worker: the workers of a cluster in one process may share one plugin object.
+        async def score_part(task: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
+            return await score_on(worker, task, args)
+
+        worker.handlers[HANDLER] = score_part
 
     def teardown(self, worker: Any) -> None:
         worker.handlers.pop(HANDLER, None)
 
-    async def score(self, task: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
-        # get_worker() in the task finds the worker as in one of its tasks: Dask runs those, and
-        # its actors' calls, with this context variable set (it has no public setter).
-        from distributed.worker import _worker_cvar
 
-        context = contextvars.copy_context()
-        context.run(_worker_cvar.set, self._worker)
-        run = functools.partial(context.run, task, *args)
-        try:
-            answer = await asyncio.get_running_loop().run_in_executor(self._worker.executors["default"], run)
-        except Exception as exc:  # noqa: BLE001 - the task's error goes back to the driver, raised there
-            return {"status": "error", "exception": to_serialize(exc)}
-        return {"status": "OK", "answer": to_serialize(answer)}
+async def score_on(worker: Any, task: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
+    """The handler: ``task(*args)`` on one of ``worker``'s threads; its answer, or what it raised."""
+    # get_worker() in the task finds the worker as in one of its tasks: Dask runs those, and
+    # its actors' calls, with this context variable set (it has no public setter).
+    from distributed.worker import _worker_cvar
+
+    context = contextvars.copy_context()
+    context.run(_worker_cvar.set, worker)
+    run = functools.partial(context.run, task, *args)
+    try:
+        answer = await asyncio.get_running_loop().run_in_executor(worker.executors["default"], run)
+    except Exception as exc:  # noqa: BLE001 - the task's error goes back to the driver, raised there
+        return {"status": "error", "exception": to_serialize(exc)}
+    return {"status": "OK", "answer": to_serialize(answer)}
 
 
 @dataclass(frozen=True)
