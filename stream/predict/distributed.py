@@ -67,6 +67,30 @@ class ProducedParts:
         return _combine(answers, self._version, self._shadow_version, _seconds_of(produced))
 
 
+class ScoredParts:
+    """A batch's parts being parsed and predicted on the workers (:meth:`DaskPredictor.score_lines`)."""
+
+    def __init__(self, calls: list[PartCall], version: str, shadow: str | None) -> None:
+        self._calls = calls
+        self._version, self._shadow_version = version, shadow
+        self._started = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        """Seconds since the parts were sent."""
+        return time.perf_counter() - self._started
+
+    def outcome(self) -> tuple[pa.Array, Prediction] | None:
+        """Waits for every part: the ids and predictions of the batch, in its order; ``None`` when
+        any record is not clean. Raises what a part raised."""
+        answers: list[ScoredLines | None] = [call.result() for call in self._calls]
+        scored = [answer for answer in answers if answer is not None]
+        if len(scored) < len(answers):
+            return None
+        ids = pa.concat_arrays([part.ids for part in scored])
+        parts = [(part.predicted, part.shadow) for part in scored]
+        return ids, _combine(parts, self._version, self._shadow_version, _seconds_of(scored))
+
+
 class DaskPredictor:
     """Loads model versions on every worker and predicts batches partitioned across them.
 
@@ -155,24 +179,14 @@ class DaskPredictor:
         """The ids and predictions of raw records (values and keys in step), parsed on the workers;
         ``None`` when any record is not clean (the caller decodes the batch and dead-letters the
         bad ones)."""
+        return self.score_lines(values, keys, n_features).outcome()
+
+    def score_lines(self, values: list[bytes], keys: list[bytes | None], n_features: int) -> ScoredParts:
+        """:meth:`predict_lines`, returning at once: the parts under way on the workers."""
         version, shadow_version = self._versions()
-        _, calls = self._submit_parts(
-            score_lines_on_worker,
-            values,
-            keys,
-            n_features,
-            version,
-            shadow_version,
-            self._input_format,
-            self._probabilities,
-        )
-        answers: list[ScoredLines | None] = [call.result() for call in calls]
-        scored = [answer for answer in answers if answer is not None]
-        if len(scored) < len(answers):
-            return None
-        ids = pa.concat_arrays([part.ids for part in scored])
-        parts = [(part.predicted, part.shadow) for part in scored]
-        return ids, _combine(parts, version, shadow_version, _seconds_of(scored))
+        extra = (version, shadow_version, self._input_format, self._probabilities)
+        _, calls = self._submit_parts(score_lines_on_worker, values, keys, n_features, *extra)
+        return ScoredParts(calls, version, shadow_version)
 
     def produce_lines(
         self,

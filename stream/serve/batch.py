@@ -1,14 +1,17 @@
 """What happens to one micro-batch on its way, in the pipeline's stages
 (:mod:`stream.serve.pipeline` runs them in order and commits):
 
-    decode → predict → encode            (the preparing thread)
-    finish what the workers produced     (the delivering thread, before the delivery)
+    decode → predict → encode                   (the preparing thread)
+    finish what the workers scored or produced  (the delivering thread, before the delivery)
 
 A batch whose values all look clean goes to the Dask workers raw, to be parsed there; any other
-is decoded here, record by record, and its bad records become dead letters. With the workers
-producing (``produce_lines``), "predict" sends the clean parts to the workers, which score and
-produce them and return once the broker acknowledged; "finish" waits for them, then decodes,
-predicts and encodes here the parts the workers refused.
+is decoded here, record by record, and its bad records become dead letters. "predict" sends the
+clean parts to the workers and returns at once, so that the predictions of the batches in flight
+are under way together: with the driver producing (``predict_lines``), "finish" waits for the
+batch's predictions and encodes them (a batch with a part the workers refused is decoded,
+predicted and encoded here); with the workers producing (``produce_lines``), they score and
+produce the parts and return once the broker acknowledged, and "finish" waits for them, then
+decodes, predicts and encodes here the parts the workers refused.
 """
 
 from __future__ import annotations
@@ -110,12 +113,12 @@ class BatchStages:
             empty = to_host_numpy([])
             return PredictedStage(batch, [], pa.array([], pa.string()), empty, empty, "", [], produced)
         if stage.values is not None and self.predict_lines is not None:
-            scored = self.predict_lines(stage.values, keys, self.config.n_features)
-            if scored is not None:
-                self.breaker.observe_clean(len(batch))
-                ids, prediction = scored
-                return self._predicted(batch, batch.messages, ids, prediction, [], started, keys)
-            self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(batch))
+            scoring = self.predict_lines(stage.values, keys, self.config.n_features)
+            self.metrics.observe_stage("dispatch", time.perf_counter() - started)
+            empty = to_host_numpy([])
+            return PredictedStage(
+                batch, [], pa.array([], pa.string()), empty, empty, "", [], keys=keys, scoring=scoring
+            )
         decoded = stage.decoded if stage.decoded is not None else self._decode_here(batch.messages)
         if len(decoded.ids) == 0:
             empty = to_host_numpy([])
@@ -149,6 +152,8 @@ class BatchStages:
     def encode(self, stage: PredictedStage) -> EncodedStage:
         if stage.produced is not None:
             return EncodedStage(stage.batch, Outbound(), 0, [], stage.produced)
+        if stage.scoring is not None:  # encoded by finish_scored, once the prediction is back
+            return EncodedStage(stage.batch, Outbound(), 0, [], awaiting=stage)
         started = time.perf_counter()
         outbound = encode_scored(
             stage.scored,
@@ -190,3 +195,20 @@ class BatchStages:
         self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(left))
         here = self.encode(self.predict(DecodedStage(stage.batch, None, self._decode_here(left))))
         return EncodedStage(stage.batch, here.outbound, here.scored + len(messages) - len(left), here.dead_letters)
+
+    def finish_scored(self, stage: EncodedStage) -> EncodedStage:
+        """Wait for the prediction of a batch the workers parse and predict, and encode it; a
+        batch with a record that is not clean is decoded, predicted and encoded here (its bad
+        records go to the dead-letter topic)."""
+        awaiting = stage.awaiting
+        if awaiting is None or awaiting.scoring is None:
+            return stage
+        batch = stage.batch
+        started = time.perf_counter() - awaiting.scoring.elapsed_s()  # when its parts were sent
+        scored = awaiting.scoring.outcome()
+        if scored is not None:
+            self.breaker.observe_clean(len(batch))
+            ids, prediction = scored
+            return self.encode(self._predicted(batch, batch.messages, ids, prediction, [], started, awaiting.keys))
+        self.metrics.decoded_on_driver.labels(self.config.input_topic, "part_refused").inc(len(batch))
+        return self.encode(self.predict(DecodedStage(batch, None, self._decode_here(batch.messages))))

@@ -1,10 +1,12 @@
 """The streamz pipeline of micro-batches, and the commit order, written down once.
 
-    prepare (decode → predict → encode) → deliver (produce → flush/ack) → commit offsets
+    prepare (decode → predict → encode) → deliver (finish → produce → flush/ack) → commit offsets
 
 Up to ``max_in_flight`` batches are under way at once, so the GPU predicts one batch while the
-previous one is produced: preparing runs on one thread and delivering on another, each taking
-batches in the order they were consumed, and offsets are committed from the consumer's thread,
+previous one is produced: "predict" only sends a batch's parts to the Dask workers, and the
+delivering thread waits for their answers ("finish", :mod:`stream.serve.batch`), so the
+predictions of the batches in flight overlap. Preparing runs on one thread and delivering on
+another, each taking batches in the order they were consumed, and offsets are committed from the consumer's thread,
 batch after batch in that same order, each only once its batch is delivered. How a batch is
 completed (after acknowledgements, or in a transaction) is the batch completer's business
 (:mod:`stream.sink.commit`); what each stage does to a batch, :mod:`stream.serve.batch`'s.
@@ -77,7 +79,7 @@ class Pipeline:
         self._prepare.map(stages.decode).map(stages.predict).map(stages.encode).sink(self._prepared)
         self._last_prepared: EncodedStage | None = None  # the prepare graph's output, on its thread
         self._deliver = Stream()
-        self._deliver.map(stages.finish_produced).sink(self._deliver_encoded)
+        self._deliver.map(stages.finish_produced).map(stages.finish_scored).sink(self._deliver_encoded)
         self._last_delivered: EncodedStage | None = None  # the deliver graph's output, on its thread
         self._preparing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         self._delivering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")

@@ -15,16 +15,16 @@ import pyarrow as pa
 
 from stream.batching.microbatch import MicroBatch
 from stream.errors import KnnStreamError
-from stream.predict.distributed import Prediction, ProducedParts
+from stream.predict.distributed import ProducedParts, ScoredParts
 from stream.records.decode import DeadLetter, DecodedBatch
 from stream.records.encode import Outbound
 from stream.settings import InputFormat
 
 Wait = Callable[["Future[Any]"], None]
-# Raw values (in the input format), their keys and the feature count → their ids and predictions,
-# or None when a record is not clean (then the batch is decoded here and its bad records
-# dead-lettered).
-PredictLines = Callable[[list[bytes], list["bytes | None"], int], "tuple[pa.Array, Prediction] | None"]
+# Raw values (in the input format), their keys and the feature count → the parts being parsed and
+# predicted by the Dask workers; their outcome is None when a record is not clean (then the batch
+# is decoded here and its bad records dead-lettered).
+PredictLines = Callable[[list[bytes], list["bytes | None"], int], ScoredParts]
 # Raw values (in the input format), their keys, the feature count and the output topic → the parts
 # being scored and produced by the Dask workers (a part not clean is left to the driver).
 ProduceLines = Callable[[list[bytes], list["bytes | None"], int, str], ProducedParts]
@@ -78,6 +78,7 @@ class PredictedStage:
     produced: ProducedParts | None = None  # set when the workers score and produce the batch
     probabilities: Any = None  # each row's JSON object of class probabilities, when asked for
     keys: Sequence[bytes | None] | None = None  # the keys of ``scored``, when the decode stage read them
+    scoring: ScoredParts | None = None  # set while the workers parse and predict the batch's raw values
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class EncodedStage:
     scored: int
     dead_letters: Sequence[DeadLetter]
     produced: ProducedParts | None = None
+    awaiting: PredictedStage | None = None  # its prediction under way: encoded once it is back
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def serve(settings: ServeSettings, stop: StopSignal | None = None) -> None:
             BadRecordBreaker(settings.bad_ratio_limit, settings.bad_ratio_window, settings.bad_run_limit),
             metrics,
             on_prediction=follower.observe,
-            predict_lines=None if on_workers else predictor.predict_lines,
+            predict_lines=None if on_workers else predictor.score_lines,
             produce_lines=functools.partial(predictor.produce_lines, task=score_and_produce_on_worker)
             if on_workers
             else None,

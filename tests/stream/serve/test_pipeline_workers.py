@@ -63,10 +63,10 @@ def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here(
     def predict_lines(values: list[bytes], keys: list[bytes | None], n_features: int) -> Any:
         parsed = parse_part(input_format, joined(input_format, values), pa.array(keys, pa.binary()), n_features, "cpu")
         if parsed is None:
-            return None
+            return _Scored(None)
         parsed_on_workers.append(len(values))
         ids, matrix = parsed
-        return ids, model.predict(to_host_numpy(matrix))
+        return _Scored((ids, model.predict(to_host_numpy(matrix))))
 
     config = PipelineConfig("features", "out", "dlq", 2, 10_000, retry_backoff_s=0.0, input_format=input_format)
     metrics = WorkerMetrics()
@@ -90,6 +90,19 @@ def test_clean_batches_are_parsed_on_the_workers_and_unclean_ones_here(
     # JSON's feature count is checked by the parser (the part comes back), float32's by the driver
     reason = "part_refused" if input_format == "json" else "batch_not_clean"
     assert _decoded_on_driver(metrics) == {reason: 3.0}
+
+
+class _Scored:
+    """Stands in for the parts the Dask workers parse and predict: their outcome, already there."""
+
+    def __init__(self, outcome: tuple[pa.Array, Prediction] | None) -> None:
+        self._outcome = outcome
+
+    def elapsed_s(self) -> float:
+        return 0.0
+
+    def outcome(self) -> tuple[pa.Array, Prediction] | None:
+        return self._outcome
 
 
 class WorkersProduce:
