@@ -138,6 +138,9 @@ def test_a_sigint_mid_stream_commits_what_each_consumer_delivered(
         code = worker.wait(timeout=30)
         committed_at_exit, delivered_at_exit = offsets.total(), output.drain()
         again = _start(kafka_bootstrap, topics, group_id, tmp_store, port, consumers=1)  # one serve finishes
+        # Ready first: the stop may have committed everything already, and a SIGTERM before the
+        # serve has its handlers would kill it rather than stop it.
+        wait_healthy(again, port)
         offsets.wait_for(len(positions), [], timeout_s=60)
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=30) == 0, read_output(again)[-3000:]
