@@ -53,7 +53,7 @@ def start_client(
     """Connect to ``scheduler`` or start a local cluster of the backend's kind, ``threads`` per worker;
     ``in_process``: a CPU cluster's workers are threads of this process (:func:`serves_in_process`).
 
-    The client talks to the workers directly (``direct_to_workers``) for the parts' requests
+    The client talks to the workers directly (``direct_to_workers``) for its actors' calls
     (:mod:`stream.predict.dispatch`) and for gathers: the data goes from the worker to the
     client, not through the scheduler's event loop, which every consumer of the cluster shares.
     The workers' addresses must therefore be reachable from the consumers, as they are from one

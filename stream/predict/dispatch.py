@@ -39,7 +39,6 @@ HANDLER = "knnstream_score_part"
 PLUGIN_NAME = "knnstream-part-scorer"
 CALL_ATTEMPTS = 4  # the first request and three more, each to a worker then running
 RETRY_PAUSE_S = 0.5  # for the scheduler to learn that a worker has gone, and of its replacement
-START_WAIT_S = 30.0  # for a joining worker to set its plugins up (a model's index is built there)
 CONNECT_TIMEOUT_S = 5.0  # to a worker the client has no open connection to; a running one answers in ms
 
 
@@ -64,10 +63,7 @@ class PartScorerPlugin(WorkerPlugin):
 
 
 async def score_on(worker: Any, task: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
-    """The handler: ``task(*args)`` on one of ``worker``'s threads; its answer, or what it raised.
-    A worker still starting answers that it is not ready (the part then goes elsewhere)."""
-    if not await _started(worker):
-        return {"status": "starting"}
+    """The handler: ``task(*args)`` on one of ``worker``'s threads; its answer, or what it raised."""
     # get_worker() in the task finds the worker as in one of its tasks: Dask runs those, and
     # its actors' calls, with this context variable set (it has no public setter).
     from distributed.worker import _worker_cvar
@@ -80,20 +76,6 @@ async def score_on(worker: Any, task: Callable[..., Any], args: tuple[Any, ...])
     except Exception as exc:  # noqa: BLE001 - the task's error goes back to the driver, raised there
         return {"status": "error", "exception": to_serialize(exc)}
     return {"status": "OK", "answer": to_serialize(answer)}
-
-
-async def _started(worker: Any) -> bool:
-    """Whether ``worker`` has set up the plugins the scheduler holds (the model among them),
-    waiting up to :data:`START_WAIT_S`. Dask marks a joining worker running before it sets them
-    up, and starts its heartbeat and takes tasks only once they are: a part waits likewise, or a
-    replacement would be asked for a model it is still loading."""
-    heartbeat = worker.periodic_callbacks.get("heartbeat")
-    deadline = time.monotonic() + START_WAIT_S
-    while heartbeat is not None and not heartbeat.is_running():
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 @dataclass(frozen=True)
@@ -144,7 +126,7 @@ class PartSender:
 
     def __init__(self, client: Client, running_workers: Callable[[bool], list[str]]) -> None:
         self._client = client
-        self._running_workers = running_workers  # True: ask the scheduler now, not the list read last
+        self._running_workers = running_workers  # True: ask the scheduler now, not the cached list
 
     def send(self, address: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Future[Answer]:
         """Start ``task(*args)`` on the worker at ``address``; its future, returned at once."""
@@ -174,5 +156,5 @@ class PartSender:
             return Answer(response["answer"])
         if isinstance(response, dict) and "exception" in response:
             return Answer(failure=response["exception"])
-        # Not the handler's answer (the worker has none yet), or the worker is still starting.
-        raise OSError(f"Dask worker {address} cannot score a part yet (it answered {response!r})")
+        # Not the handler's answer: the worker has none yet (a replacement setting its plugins up).
+        raise OSError(f"Dask worker {address} has no part scorer yet (it answered {response!r})")

@@ -43,8 +43,32 @@ class Prediction:
     worker_seconds: tuple[tuple[str, float], ...] = ()  # each part's stage times on its worker
 
 
-class PartsUnderWay:
-    """A batch's parts sent to the workers, all by ``version``: their calls and when they went."""
+class ProducedParts:
+    """A batch's parts being scored and produced on the workers (:meth:`DaskPredictor.produce_lines`)."""
+
+    def __init__(self, bounds: list[tuple[int, int]], calls: list[PartCall], version: str, shadow: str | None) -> None:
+        self.bounds = bounds  # each part's [start, stop) rows of the batch
+        self._calls = calls
+        self._version, self._shadow_version = version, shadow
+        self._started = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        """Seconds since the parts were sent."""
+        return time.perf_counter() - self._started
+
+    def outcome(self) -> list[ScoredLines | None]:
+        """Waits for every part: its predictions once produced, or ``None`` when it was not clean
+        (nothing of it produced). Raises what a part raised (a delivery that failed)."""
+        return [call.result() for call in self._calls]
+
+    def prediction(self, produced: list[ScoredLines]) -> Prediction:
+        """The predictions of the parts produced, in their order."""
+        answers = [(part.predicted, part.shadow) for part in produced]
+        return _combine(answers, self._version, self._shadow_version, _seconds_of(produced))
+
+
+class ScoredParts:
+    """A batch's parts being parsed and predicted on the workers (:meth:`DaskPredictor.score_lines`)."""
 
     def __init__(self, calls: list[PartCall], version: str, shadow: str | None) -> None:
         self._calls = calls
@@ -55,40 +79,16 @@ class PartsUnderWay:
         """Seconds since the parts were sent."""
         return time.perf_counter() - self._started
 
-    def answers(self) -> list[ScoredLines | None]:
-        """Waits for every part: its results, or ``None`` when it was not clean. Raises what a part raised."""
-        return [call.result() for call in self._calls]
-
-    def prediction(self, scored: list[ScoredLines]) -> Prediction:
-        """The predictions of the parts ``scored``, in their order."""
-        answers = [(part.predicted, part.shadow) for part in scored]
-        return _combine(answers, self._version, self._shadow_version, _seconds_of(scored))
-
-
-class ProducedParts(PartsUnderWay):
-    """A batch's parts being scored and produced on the workers (:meth:`DaskPredictor.produce_lines`)."""
-
-    def __init__(self, bounds: list[tuple[int, int]], calls: list[PartCall], version: str, shadow: str | None) -> None:
-        super().__init__(calls, version, shadow)
-        self.bounds = bounds  # each part's [start, stop) rows of the batch
-
-    def outcome(self) -> list[ScoredLines | None]:
-        """Each part's predictions once produced, or ``None`` when it was not clean (nothing of it
-        produced). Raises what a part raised (a delivery that failed)."""
-        return self.answers()
-
-
-class ScoredParts(PartsUnderWay):
-    """A batch's parts being parsed and predicted on the workers (:meth:`DaskPredictor.score_lines`)."""
-
     def outcome(self) -> tuple[pa.Array, Prediction] | None:
-        """The ids and predictions of the batch, in its order; ``None`` when any record is not
-        clean. Raises what a part raised."""
-        answers = self.answers()
+        """Waits for every part: the ids and predictions of the batch, in its order; ``None`` when
+        any record is not clean. Raises what a part raised."""
+        answers: list[ScoredLines | None] = [call.result() for call in self._calls]
         scored = [answer for answer in answers if answer is not None]
         if len(scored) < len(answers):
             return None
-        return pa.concat_arrays([part.ids for part in scored]), self.prediction(scored)
+        ids = pa.concat_arrays([part.ids for part in scored])
+        parts = [(part.predicted, part.shadow) for part in scored]
+        return ids, _combine(parts, self._version, self._shadow_version, _seconds_of(scored))
 
 
 class DaskPredictor:
@@ -117,7 +117,7 @@ class DaskPredictor:
         self._workers: list[str] = []
         self._workers_checked_at = -WORKER_COUNT_TTL_S
         self._next_worker = itertools.count()  # where the next part of raw records goes
-        self._sender = PartSender(client, self._worker_addresses)
+        self._sender = PartSender(client, self._running_workers)
 
     def load(self, plugin: ModelPlugin) -> None:
         """Register the plugin (unless the cluster has it already, for another consumer); returns
@@ -220,7 +220,7 @@ class DaskPredictor:
         in flight: with twice as many batches in flight as workers, each batch goes whole to one
         worker, which predicts it in one piece and makes one round trip for it.
         """
-        workers = self._worker_addresses() or self._worker_addresses(fresh=True)
+        workers = self._worker_addresses() or self._running_workers(True)
         if not workers:
             raise WorkerUnreachableError("the Dask scheduler lists no running worker")
         bounds = split_bounds(len(values), parts_per_batch(len(workers), self._batches_in_flight))
@@ -237,15 +237,19 @@ class DaskPredictor:
         """Unload ``version`` from the workers, unless another consumer of the cluster serves it."""
         self._plugins.release(plugin_name(version))
 
-    def _worker_addresses(self, fresh: bool = False) -> list[str]:
-        """The running workers' addresses, asked of the scheduler when ``fresh`` or when the list
-        read last is older than :data:`WORKER_COUNT_TTL_S`."""
-        now = time.monotonic()
-        if fresh or now >= self._workers_checked_at + WORKER_COUNT_TTL_S:
+    def _worker_addresses(self) -> list[str]:
+        """The workers' addresses, asked of the scheduler at most every few seconds."""
+        return self._running_workers(False)
+
+    def _running_workers(self, now: bool) -> list[str]:
+        """The running workers' addresses: asked of the scheduler when ``now`` or when the list
+        is older than :data:`WORKER_COUNT_TTL_S`, else the list read last."""
+        checked = time.monotonic()
+        if now or checked >= self._workers_checked_at + WORKER_COUNT_TTL_S:
             workers = self._client.scheduler_info(n_workers=-1)["workers"]
             # A paused or closing worker would hold a part up.
             self._workers = sorted(address for address, info in workers.items() if info.get("status") == "running")
-            self._workers_checked_at = now
+            self._workers_checked_at = checked
         return self._workers
 
 

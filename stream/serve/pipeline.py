@@ -6,8 +6,8 @@ Up to ``max_in_flight`` batches are under way at once, so the GPU predicts one b
 previous one is produced: "predict" only sends a batch's parts to the Dask workers, and the
 delivering thread waits for their answers ("finish", :mod:`stream.serve.batch`), so the
 predictions of the batches in flight overlap. Preparing runs on one thread and delivering on
-another, each taking batches in the order they were consumed, and offsets are committed from
-the consumer's thread, batch after batch in that same order, each only once its batch is delivered. How a batch is
+another, each taking batches in the order they were consumed, and offsets are committed from the consumer's thread,
+batch after batch in that same order, each only once its batch is delivered. How a batch is
 completed (after acknowledgements, or in a transaction) is the batch completer's business
 (:mod:`stream.sink.commit`); what each stage does to a batch, :mod:`stream.serve.batch`'s.
 

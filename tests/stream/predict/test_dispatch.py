@@ -80,28 +80,3 @@ def test_no_running_worker_is_a_clear_error(client: Client) -> None:
     sender = PartSender(client, lambda now: [])
     with pytest.raises(WorkerUnreachableError, match="lists no running worker"):
         sender.any_running()
-
-
-def test_a_worker_still_setting_its_plugins_up_sends_the_part_elsewhere(
-    client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Dask marks a joining worker running before its plugins (the model) are set up, and starts
-    its heartbeat once they are: until then it takes no part."""
-    monkeypatch.setattr(dispatch, "RETRY_PAUSE_S", 0.01)
-    monkeypatch.setattr(dispatch, "START_WAIT_S", 0.05)
-    (worker,) = client.cluster.workers.values()
-    heartbeat = worker.periodic_callbacks["heartbeat"]
-
-    async def switch(on: bool) -> None:  # on the worker's event loop, as Dask does it
-        if on:
-            heartbeat.start()
-        else:
-            heartbeat.stop()
-
-    client.sync(switch, False)
-    try:
-        with pytest.raises(WorkerUnreachableError, match="cannot score a part yet"):
-            PartCall(_sender(client), _worker(client), where_and_what, (b"", 1)).result()
-    finally:
-        client.sync(switch, True)
-    assert PartCall(_sender(client), _worker(client), where_and_what, (b"ab", 1)).result()[1] == 2
